@@ -1,0 +1,131 @@
+"""The reference table for ResNet50_layer4, loaded from ``resnet50_layer4.toml``.
+
+One place for the facts of the slide table; the tests, the grader, the notebook's
+sanity check and the release all read it through :func:`load_table`.
+"""
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TABLE_PATH = Path(__file__).with_name("resnet50_layer4.toml")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One ResidualBlock(in_channels, middle_channels, out_channels, downsample)."""
+    in_channels: int
+    middle_channels: int
+    out_channels: int
+    downsample: bool
+    output_size: tuple[int, ...]
+
+    @property
+    def args(self) -> tuple[int, int, int, bool]:
+        return (self.in_channels, self.middle_channels, self.out_channels, self.downsample)
+
+    def describe(self) -> str:
+        a, m, o, d = self.args
+        return f"ResidualBlock({a}, {m}, {o}, downsample={d})"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    slide_row: str
+    slide_text: str
+    output_size: tuple[int, ...]
+    blocks: tuple[BlockSpec, ...] = ()
+    modules: tuple[dict[str, Any], ...] = ()   # the stem's layers, in order
+    layer: dict[str, Any] | None = None        # avgpool / fc: the single layer
+
+
+@dataclass(frozen=True)
+class Table:
+    class_name: str
+    block_class_name: str
+    input_size: tuple[int, ...]
+    num_classes: int
+    parameters: int
+    state_dict_keys: int
+    stages: tuple[StageSpec, ...]
+    block_units: tuple[dict[str, Any], ...]
+    shortcut_plain: dict[str, Any]
+    shortcut_downsample: dict[str, Any]
+
+    def stage(self, name: str) -> StageSpec:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"no stage named {name!r} in the table")
+
+    @property
+    def block_stages(self) -> tuple[StageSpec, ...]:
+        return tuple(s for s in self.stages if s.blocks)
+
+    def stage_input_size(self, name: str) -> tuple[int, ...]:
+        """The size a stage receives: the previous stage's output (or the image)."""
+        previous = self.input_size
+        for stage in self.stages:
+            if stage.name == name:
+                return previous
+            previous = stage.output_size
+        raise KeyError(f"no stage named {name!r} in the table")
+
+    def unit_specs(self, block: BlockSpec) -> list[dict[str, Any]]:
+        """The three conv units of a block's `layer`, with numbers filled in."""
+        channels = {"in": block.in_channels, "middle": block.middle_channels,
+                    "out": block.out_channels}
+        units = []
+        for unit in self.block_units:
+            units.append({
+                "kernel_size": unit["kernel_size"],
+                "in_channels": channels[unit["in_channels"]],
+                "out_channels": channels[unit["out_channels"]],
+                "stride": unit["stride_downsample" if block.downsample else "stride_plain"],
+                "padding": unit["padding"],
+            })
+        return units
+
+    def shortcut_spec(self, block: BlockSpec) -> dict[str, Any]:
+        spec = dict(self.shortcut_downsample if block.downsample else self.shortcut_plain)
+        spec.update(in_channels=block.in_channels, out_channels=block.out_channels)
+        return spec
+
+
+def _stage(raw: dict[str, Any]) -> StageSpec:
+    raw = dict(raw)
+    blocks = tuple(
+        BlockSpec(b["in_channels"], b["middle_channels"], b["out_channels"],
+                  bool(b["downsample"]), tuple(b["output_size"]))
+        for b in raw.pop("blocks", ())
+    )
+    modules = tuple(
+        {**m, "output_size": tuple(m["output_size"])} for m in raw.pop("modules", ())
+    )
+    common = {k: raw.pop(k) for k in ("name", "slide_row", "slide_text")}
+    output_size = tuple(raw.pop("output_size"))
+    layer = raw or None   # what is left describes the single layer (avgpool, fc)
+    return StageSpec(output_size=output_size, blocks=blocks, modules=modules, layer=layer, **common)
+
+
+@functools.lru_cache(maxsize=None)
+def load_table(path: Path = TABLE_PATH) -> Table:
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    model = raw["model"]
+    return Table(
+        class_name=model["class_name"],
+        block_class_name=model["block_class_name"],
+        input_size=tuple(model["input_size"]),
+        num_classes=model["num_classes"],
+        parameters=model["parameters"],
+        state_dict_keys=model["state_dict_keys"],
+        stages=tuple(_stage(s) for s in raw["stages"]),
+        block_units=tuple(raw["block"]["units"]),
+        shortcut_plain=raw["block"]["shortcut_plain"],
+        shortcut_downsample=raw["block"]["shortcut_downsample"],
+    )
