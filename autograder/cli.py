@@ -11,6 +11,20 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    from autograder.release.kit import check_kit, release_kit
+    if args.check:
+        problems = check_kit()
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print("student files are up to date and leak no solution text")
+        return 1 if problems else 0
+    for note in release_kit():
+        print(note)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
@@ -20,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = sub.add_parser("table", help="show the reference model stage by stage against the slide table")
     table.set_defaults(func=_cmd_table)
+
+    release = sub.add_parser("release", help="regenerate the student files from solutions/")
+    release.add_argument("--check", action="store_true",
+                         help="write nothing; exit 1 if a student file is out of date or leaks solution text")
+    release.set_defaults(func=_cmd_release)
 
     return parser
 

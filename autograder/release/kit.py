@@ -1,0 +1,95 @@
+"""Which files of this kit are released where, and the two verbs on them.
+
+:func:`release_kit` writes the student files; :func:`check_kit` regenerates them
+in memory and reports each one that differs from the committed copy (drift) or
+holds solution text (a leak). Generation is deterministic, so "differs" means
+someone edited the solved source without releasing, or edited the copy by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.release.leaks import find_leaks
+from autograder.release.python_file import build_student_source
+
+KIT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Target:
+    solved: str    # path of the solved source, relative to the kit root
+    student: str   # path of the released student file, relative to the kit root
+    optional: bool = False   # skipped (with a note) while the solved file does not exist
+
+
+TARGETS = (
+    Target("solutions/resnet50_skeleton.py", "resnet50_skeleton.py"),
+    Target("solutions/CNN_Implementation.ipynb", "CNN_Implementation.ipynb", optional=True),
+)
+
+
+def render(target: Target, root: Path = KIT_ROOT) -> str:
+    """The student file's text, generated from the solved source."""
+    src = root / target.solved
+    if src.suffix == ".ipynb":
+        from autograder.release.notebook import render_student_notebook
+        return render_student_notebook(src)
+    return build_student_source(src.read_text(encoding="utf-8"), filename=str(src),
+                                source_label=target.solved, student_name=Path(target.student).name)
+
+
+def release_kit(root: Path = KIT_ROOT, targets: tuple[Target, ...] = TARGETS) -> list[str]:
+    """Write every student file; returns one line per target saying what happened."""
+    notes = []
+    for target in targets:
+        if not (root / target.solved).exists():
+            if target.optional:
+                notes.append(f"skipped {target.student}: {target.solved} does not exist yet")
+                continue
+            raise FileNotFoundError(root / target.solved)
+        text = render(target, root)
+        dst = root / target.student
+        before = dst.read_bytes() if dst.exists() else None
+        data = text.encode("utf-8")
+        dst.write_bytes(data)
+        state = "unchanged" if before == data else ("updated" if before is not None else "created")
+        notes.append(f"wrote {target.student} from {target.solved} ({state})")
+    return notes
+
+
+def _leak_lines(target: Target, root: Path, committed: str) -> list[str]:
+    if target.solved.endswith(".ipynb"):
+        import nbformat
+
+        from autograder.release.notebook import notebook_leaks
+        solved = nbformat.read(root / target.solved, as_version=4)
+        return notebook_leaks(nbformat.reads(committed, as_version=4), solved)
+    solved_text = (root / target.solved).read_text(encoding="utf-8")
+    return [str(leak) for leak in find_leaks(committed, solved_text, target.solved)]
+
+
+def check_kit(root: Path = KIT_ROOT, targets: tuple[Target, ...] = TARGETS) -> list[str]:
+    """One line per student file that is missing, out of date or leaking; empty when all is well."""
+    problems = []
+    for target in targets:
+        if not (root / target.solved).exists():
+            if target.optional:
+                continue
+            problems.append(f"{target.solved}: missing (the solved source of {target.student})")
+            continue
+        dst = root / target.student
+        if not dst.exists():
+            problems.append(f"{target.student}: missing; run `python -m autograder release`")
+            continue
+        data = dst.read_bytes()
+        committed = data.decode("utf-8", errors="replace")
+        reasons = []
+        if data != render(target, root).encode("utf-8"):
+            reasons.append(f"out of date with {target.solved} (run `python -m autograder release`)")
+        leaks = _leak_lines(target, root, committed)
+        if leaks:
+            reasons.append(f"leaks {len(leaks)} solution line(s), first at {leaks[0]}")
+        if reasons:
+            problems.append(f"{target.student}: " + "; ".join(reasons))
+    return problems
