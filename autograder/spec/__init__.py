@@ -129,3 +129,41 @@ def load_table(path: Path = TABLE_PATH) -> Table:
         shortcut_plain=raw["block"]["shortcut_plain"],
         shortcut_downsample=raw["block"]["shortcut_downsample"],
     )
+
+
+# ---- rubric --------------------------------------------------------------------
+RUBRIC_PATH = Path(__file__).with_name("rubric.toml")
+PART_IDS = ("Q1a", "Q1b", "Q2a", "Q2b", "Q2c")
+
+
+@dataclass(frozen=True)
+class Part:
+    id: str
+    title: str
+    points: float
+    checks: dict[str, float]
+
+
+class RubricError(ValueError):
+    pass
+
+
+def load_rubric(path: Path = RUBRIC_PATH) -> dict[str, Part]:
+    """The rubric, checked: every part present and its checks adding up to its points."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RubricError(f"cannot read the rubric {path}: {exc}") from None
+    parts = {}
+    for part_id in PART_IDS:
+        entry = raw.get("parts", {}).get(part_id)
+        if entry is None:
+            raise RubricError(f"rubric {path} has no [parts.{part_id}]")
+        checks = {k: float(v) for k, v in entry.get("checks", {}).items()}
+        points = float(entry["points"])
+        if abs(sum(checks.values()) - points) > 1e-9:
+            raise RubricError(f"rubric {path}: the checks of {part_id} add up to "
+                              f"{sum(checks.values()):g}, not its {points:g} points")
+        parts[part_id] = Part(part_id, entry.get("title", part_id), points, checks)
+    return parts

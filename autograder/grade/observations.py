@@ -1,0 +1,87 @@
+"""Strict reading of the JSON report a sandboxed probe sends back.
+
+The report comes from a process that ran untrusted code, so nothing in it is
+taken on faith: every value is read through these accessors, which check its
+type and bounds and raise ``MalformedReport`` otherwise. Arrays are decoded
+with numpy from base64 float32 with an exact byte count -- never unpickled.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+
+import numpy as np
+
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+MAX_ELEMENTS = 4 * 1024 * 1024
+
+
+class MalformedReport(ValueError):
+    pass
+
+
+def parse_report(payload: bytes) -> dict:
+    if len(payload) > MAX_REPORT_BYTES:
+        raise MalformedReport(f"report of {len(payload)} bytes is larger than allowed")
+    try:
+        report = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedReport(f"report is not JSON: {exc}") from None
+    if not isinstance(report, dict):
+        raise MalformedReport("report is not a JSON object")
+    return report
+
+
+def field(obj, key, kind, default=...):
+    """``obj[key]`` checked to be of ``kind`` (a type or tuple of types)."""
+    if not isinstance(obj, dict):
+        raise MalformedReport(f"expected an object holding {key!r}, got {type(obj).__name__}")
+    if key not in obj:
+        if default is ...:
+            raise MalformedReport(f"missing field {key!r}")
+        return default
+    value = obj[key]
+    if kind is int and isinstance(value, bool):
+        raise MalformedReport(f"field {key!r} should be an integer")
+    if not isinstance(value, kind):
+        raise MalformedReport(f"field {key!r} has type {type(value).__name__}")
+    return value
+
+
+def text(obj, key, default="") -> str:
+    value = field(obj, key, (str, type(None)), default)
+    return (value or "")[:2000]
+
+
+def int_list(value, what="size") -> list[int]:
+    if not isinstance(value, list) or len(value) > 8 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**9 for v in value):
+        raise MalformedReport(f"{what} is not a short list of non-negative integers")
+    return value
+
+
+def decode_array(obj) -> np.ndarray:
+    shape = int_list(field(obj, "shape", list), "array shape")
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise MalformedReport(f"array of {count} elements is larger than allowed")
+    try:
+        raw = base64.b64decode(field(obj, "b64", str), validate=True)
+    except binascii.Error:
+        raise MalformedReport("array data is not base64") from None
+    if len(raw) != 4 * count:
+        raise MalformedReport(f"array data holds {len(raw)} bytes, its shape needs {4 * count}")
+    return np.frombuffer(raw, dtype=np.float32).reshape(shape)
+
+
+def error_text(obj) -> str | None:
+    """A student's exception as one line, with its line in resnet50_skeleton.py."""
+    if obj is None:
+        return None
+    kind = text(obj, "type", "Error") or "Error"
+    message = text(obj, "message", "")
+    line = field(obj, "line", (int, type(None)), None)
+    where = f" (resnet50_skeleton.py line {line})" if line is not None else ""
+    return f"{kind}: {message}{where}" if message else f"{kind}{where}"
