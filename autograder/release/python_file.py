@@ -1,7 +1,7 @@
 """Compose the steps into a student ``.py`` file."""
 from __future__ import annotations
 
-import re
+import ast
 from collections.abc import Collection
 from pathlib import Path
 
@@ -9,13 +9,17 @@ from autograder.release import steps
 from autograder.release.markers import find_markers
 from autograder.release.student_text import GENERATED_NOTICE, render_helpers, render_student_docstring
 
-_BLANK_VALUES_RE = re.compile(r"\*blanks\((\d+),")
-
-
 def count_blank_values(student_code: str) -> int:
-    """How many one-point values a released source asks for (``blanks(n, ...)`` and defaults)."""
-    return (sum(int(n) for n in _BLANK_VALUES_RE.findall(student_code))
-            + student_code.count("blank_default("))
+    """How many one-point values a released source asks for: the ``n`` of every
+    ``blanks(n, ...)`` call plus one per ``blank_default(...)`` call."""
+    total = 0
+    for node in ast.walk(ast.parse(student_code)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "blanks" and node.args and isinstance(node.args[0], ast.Constant):
+                total += node.args[0].value
+            elif node.func.id == "blank_default":
+                total += 1
+    return total
 
 
 def build_student_source(text: str, *, filename: str = "<source>", source_label: str | None = None,
