@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+from autograder.spec import RUBRIC_PATH
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -25,6 +29,33 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from autograder.grade.batch import BatchError, grade_batch
+    from autograder.grade.outputs import summary_text
+    from autograder.spec import RubricError
+    try:
+        results = grade_batch(args.path, args.out, jobs=args.jobs, timeout_s=args.timeout,
+                              memory_mb=args.memory_mb, force=args.force, rubric_path=args.rubric,
+                              progress=not args.quiet)
+    except (BatchError, RubricError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_gradebook:
+        print((args.out / "grades.csv").read_text(), end="")
+    print(summary_text(results))
+    print(f"wrote {args.out / 'grades.csv'}, {args.out / 'results'}/, {args.out / 'feedback'}/")
+    return 0
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
@@ -39,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--check", action="store_true",
                          help="write nothing; exit 1 if a student file is out of date or leaks solution text")
     release.set_defaults(func=_cmd_release)
+
+    grade = sub.add_parser("grade", help="grade resnet50_skeleton.py submissions in isolated processes")
+    grade.add_argument("path", type=Path,
+                       help="one .py file, or a folder with one sub-folder per student holding resnet50_skeleton.py")
+    grade.add_argument("--out", type=Path, required=True, help="output folder (grades.csv, results/, feedback/)")
+    grade.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1,
+                       help="submissions graded at once (default: number of CPUs)")
+    grade.add_argument("--timeout", type=_positive(float), default=60.0,
+                       help="wall-clock seconds allowed per submission (default 60)")
+    grade.add_argument("--memory-mb", type=_positive(int), default=4096,
+                       help="memory allowed per submission in MiB (default 4096)")
+    grade.add_argument("--force", action="store_true", help="regrade students that already have results")
+    grade.add_argument("--rubric", type=Path, default=RUBRIC_PATH, help="rubric TOML (default: the kit's)")
+    grade.add_argument("--print-gradebook", action="store_true", help="print grades.csv when done")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.set_defaults(func=_cmd_grade)
 
     return parser
 

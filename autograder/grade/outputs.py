@@ -1,0 +1,163 @@
+"""What the grader writes: Gradescope results.json, feedback for the student,
+the gradebook CSV, and the end-of-batch summary. All writes are atomic."""
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import json
+import os
+import re
+import statistics
+import tempfile
+from pathlib import Path
+
+from autograder.grade.scoring import GradedSubmission
+from autograder.spec import PART_IDS
+
+CSV_HEADER = ["student", *PART_IDS, "total", "max_total", "status"]
+OUTPUT_SHOWN = 4000   # characters of the student's own output kept in feedback
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename: a killed batch never
+    leaves half a file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def check_output(check) -> str:
+    lines = [f"- {d}" for d in dict.fromkeys(check.deductions)]   # same sentence once
+    lines += [f"- note: {n}" for n in dict.fromkeys(check.notes)]
+    return "\n".join(lines) if lines else "correct"
+
+
+def results_json(sub: GradedSubmission, fingerprint: str) -> dict:
+    """Gradescope's results.json schema, plus our own fields under extra_data."""
+    return {
+        "score": sub.total,
+        "execution_time": round(sub.elapsed_s, 2),
+        "output": summary_line(sub),
+        "tests": [{"name": c.name, "score": c.score, "max_score": c.max_score,
+                   "output": check_output(c), "visibility": "visible"} for c in sub.checks],
+        "extra_data": {
+            "student": sub.student, "status": sub.status, "message": sub.message,
+            "parts": {p: sub.part_score(p) for p in PART_IDS},
+            "max_total": sub.max_total, "fingerprint": fingerprint,
+            "student_output": sub.output[:OUTPUT_SHOWN],
+        },
+    }
+
+
+def summary_line(sub: GradedSubmission) -> str:
+    parts = ", ".join(f"{p} {_fmt(sub.part_score(p))}/{_fmt(sub.rubric[p].points)}" for p in PART_IDS)
+    head = f"{_fmt(sub.total)}/{_fmt(sub.max_total)} ({parts})"
+    return head if sub.status == "ok" else f"{head}; status {sub.status}: {sub.message}"
+
+
+def feedback_markdown(sub: GradedSubmission) -> str:
+    lines = [f"# Feedback for {sub.student}: {_fmt(sub.total)} / {_fmt(sub.max_total)}", ""]
+    if sub.status != "ok":
+        lines += [f"**Not graded normally ({sub.status}):** {sub.message}", ""]
+    for part_id in PART_IDS:
+        part = sub.rubric[part_id]
+        lines.append(f"## {part_id} {part.title}: {_fmt(sub.part_score(part_id))} / {_fmt(part.points)}")
+        for check in (c for c in sub.checks if c.part == part_id):
+            if check.max_score == 0 and not check.deductions and not check.notes:
+                continue
+            mark = "full marks" if check.score == check.max_score and not check.deductions else \
+                f"{_fmt(check.score)} / {_fmt(check.max_score)}"
+            lines.append(f"- **{check.title}** ({mark})")
+            for d in dict.fromkeys(check.deductions):
+                lines += ["  - " + d.replace("\n", "\n    ")]
+            for n in dict.fromkeys(check.notes):
+                lines.append(f"  - note: {n}")
+        lines.append("")
+    if sub.output.strip():
+        shown = sub.output[:OUTPUT_SHOWN].replace("~~~", "~ ~ ~")
+        lines += ["## What your code printed", "", "~~~text", shown, "~~~", ""]
+    return "\n".join(lines)
+
+
+def write_submission(out: Path, sub: GradedSubmission, fingerprint: str) -> None:
+    # Feedback first, results last: results/<student>.json marks the student as done.
+    write_atomic(out / "feedback" / f"{sub.student}.md", feedback_markdown(sub))
+    write_atomic(out / "results" / f"{sub.student}.json", json.dumps(results_json(sub, fingerprint), indent=1))
+
+
+def read_result(out: Path, student: str) -> dict | None:
+    path = out / "results" / f"{student}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["extra_data"]["parts"]   # noqa: B018 -- a file from an older layout is not "done"
+        return data
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def gradebook_rows(results: list[dict]) -> list[list[str]]:
+    rows = []
+    for data in sorted(results, key=lambda d: d["extra_data"]["student"]):
+        extra = data["extra_data"]
+        rows.append([extra["student"], *(_fmt(extra["parts"][p]) for p in PART_IDS),
+                     _fmt(data["score"]), _fmt(extra["max_total"]), extra["status"]])
+    return rows
+
+
+def write_gradebook(out: Path, results: list[dict]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    writer.writerows(gradebook_rows(results))
+    path = out / "grades.csv"
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def _deduction_kind(name: str, text: str) -> str:
+    """Group similar deductions: the check plus the place, numbers blurred."""
+    where = text.split(":", 1)[0]
+    return f"{name} -- {re.sub(r'[0-9]+', '#', where)[:70]}"
+
+
+def summary_text(results: list[dict], top: int = 6) -> str:
+    if not results:
+        return "no submissions graded"
+    totals = [d["score"] for d in results]
+    max_total = results[0]["extra_data"]["max_total"]
+    statuses = collections.Counter(d["extra_data"]["status"] for d in results)
+    lines = [f"{len(results)} submissions: mean {statistics.mean(totals):.1f}, median "
+             f"{statistics.median(totals):g} of {max_total:g}; status "
+             + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))]
+    width = max_total / 5 if max_total else 1
+    bins = collections.Counter(min(4, int(t // width)) for t in totals)
+    biggest = max(bins.values())
+    for i in range(5):
+        low, high = i * width, (i + 1) * width
+        bar = "#" * round(30 * bins.get(i, 0) / biggest)
+        label = f"{low:5.0f}-{high:<5.0f}" if i < 4 else f"{low:5.0f}-{max_total:<5.0f}"
+        lines.append(f"  {label} {bins.get(i, 0):4d} {bar}")
+    kinds = collections.Counter()
+    for data in results:
+        seen = set()
+        for test in data["tests"]:
+            if test["score"] < test["max_score"]:
+                for line in test["output"].splitlines():
+                    if line.startswith("- ") and not line.startswith("- note:"):
+                        seen.add(_deduction_kind(test["name"], line[2:]))
+        kinds.update(seen)
+    if kinds:
+        lines.append("most frequent deductions (submissions):")
+        lines += [f"  {n:4d}  {k}" for k, n in kinds.most_common(top)]
+    return "\n".join(lines)
