@@ -29,9 +29,9 @@ TARGETS = (
 )
 
 
-def render(target: Target, root: Path = KIT_ROOT) -> str:
+def render(target: Target, root: Path | None = None) -> str:
     """The student file's text, generated from the solved source."""
-    src = root / target.solved
+    src = (root or KIT_ROOT) / target.solved
     if src.suffix == ".ipynb":
         from autograder.release.notebook import render_student_notebook
         return render_student_notebook(src)
@@ -39,8 +39,9 @@ def render(target: Target, root: Path = KIT_ROOT) -> str:
                                 source_label=target.solved, student_name=Path(target.student).name)
 
 
-def release_kit(root: Path = KIT_ROOT, targets: tuple[Target, ...] = TARGETS) -> list[str]:
+def release_kit(root: Path | None = None, targets: tuple[Target, ...] = TARGETS) -> list[str]:
     """Write every student file; returns one line per target saying what happened."""
+    root = root or KIT_ROOT
     notes = []
     for target in targets:
         if not (root / target.solved).exists():
@@ -69,8 +70,9 @@ def _leak_lines(target: Target, root: Path, committed: str) -> list[str]:
     return [str(leak) for leak in find_leaks(committed, solved_text, target.solved)]
 
 
-def check_kit(root: Path = KIT_ROOT, targets: tuple[Target, ...] = TARGETS) -> list[str]:
+def check_kit(root: Path | None = None, targets: tuple[Target, ...] = TARGETS) -> list[str]:
     """One line per student file that is missing, out of date or leaking; empty when all is well."""
+    root = root or KIT_ROOT
     problems = []
     for target in targets:
         if not (root / target.solved).exists():

@@ -15,6 +15,7 @@ Steps, each a function on one cell or one notebook:
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,7 +110,13 @@ def notebook_text(nb: NotebookNode) -> str:
 
 def render_student_notebook(src: Path) -> str:
     src = Path(src)
-    nb = _nbformat().read(src, as_version=4)
+    raw = json.loads(src.read_text(encoding="utf-8"))
+    if raw.get("nbformat") == 4 and raw.get("nbformat_minor", 0) >= 5:
+        # nbformat would invent random ids for cells without one: give them
+        # fixed ones so that releasing twice gives the same bytes.
+        for index, cell in enumerate(raw.get("cells", [])):
+            cell.setdefault("id", f"cell-{index}")
+    nb = _nbformat().reads(json.dumps(raw), as_version=4)
     return notebook_text(build_student_notebook_node(nb, name=str(src)))
 
 
