@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 grade: $(STAMP)
-	$(PY) -m autograder table
+	$(PY) -m autograder grade examples/submissions --out grading-output --print-gradebook
 
 table: $(STAMP)
 	$(PY) -m autograder table

@@ -72,15 +72,22 @@ def feedback_markdown(sub: GradedSubmission) -> str:
         lines += [f"**Not graded normally ({sub.status}):** {sub.message}", ""]
     for part_id in PART_IDS:
         part = sub.rubric[part_id]
+        checks = [c for c in sub.checks if c.part == part_id]
         lines.append(f"## {part_id} {part.title}: {_fmt(sub.part_score(part_id))} / {_fmt(part.points)}")
-        for check in (c for c in sub.checks if c.part == part_id):
+        # A cause shared by several checks (say, the block cannot be built) is said once.
+        counts = collections.Counter(d for c in checks for d in dict.fromkeys(c.deductions))
+        shared = [d for d, n in counts.items() if n > 1]
+        for d in shared:
+            lines.append("- " + d.replace("\n", "\n  "))
+        for check in checks:
             if check.max_score == 0 and not check.deductions and not check.notes:
                 continue
+            own = [d for d in dict.fromkeys(check.deductions) if d not in shared]
             mark = "full marks" if check.score == check.max_score and not check.deductions else \
                 f"{_fmt(check.score)} / {_fmt(check.max_score)}"
             lines.append(f"- **{check.title}** ({mark})")
-            for d in dict.fromkeys(check.deductions):
-                lines += ["  - " + d.replace("\n", "\n    ")]
+            for d in own:
+                lines.append("  - " + d.replace("\n", "\n    "))
             for n in dict.fromkeys(check.notes):
                 lines.append(f"  - note: {n}")
         lines.append("")
@@ -125,10 +132,10 @@ def write_gradebook(out: Path, results: list[dict]) -> Path:
     return path
 
 
-def _deduction_kind(name: str, text: str) -> str:
-    """Group similar deductions: the check plus the place, numbers blurred."""
+def _deduction_kind(part: str, text: str) -> str:
+    """Group similar deductions: the part plus the place, numbers blurred."""
     where = text.split(":", 1)[0]
-    return f"{name} -- {re.sub(r'[0-9]+', '#', where)[:70]}"
+    return f"{part} {re.sub(r'[0-9]+', '#', where)[:70]}"
 
 
 def summary_text(results: list[dict], top: int = 6) -> str:
@@ -155,7 +162,7 @@ def summary_text(results: list[dict], top: int = 6) -> str:
             if test["score"] < test["max_score"]:
                 for line in test["output"].splitlines():
                     if line.startswith("- ") and not line.startswith("- note:"):
-                        seen.add(_deduction_kind(test["name"], line[2:]))
+                        seen.add(_deduction_kind(test["name"].split()[0], line[2:]))
         kinds.update(seen)
     if kinds:
         lines.append("most frequent deductions (submissions):")
