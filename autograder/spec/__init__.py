@@ -134,6 +134,14 @@ def load_table(path: Path = TABLE_PATH) -> Table:
 # ---- rubric --------------------------------------------------------------------
 RUBRIC_PATH = Path(__file__).with_name("rubric.toml")
 PART_IDS = ("Q1a", "Q1b", "Q2a", "Q2b", "Q2c")
+# The checks the grader knows for each part; the rubric gives their points.
+PART_CHECKS = {
+    "Q1a": ("structure", "state_dict", "function"),
+    "Q1b": ("structure", "state_dict", "function"),
+    "Q2a": ("num_classes_default", "stem_conv", "stem_maxpool", "layer2_blocks", "fc", "avgpool"),
+    "Q2b": ("blocks", "function"),
+    "Q2c": ("blocks", "function"),
+}
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,11 @@ def load_rubric(path: Path = RUBRIC_PATH) -> dict[str, Part]:
         if entry is None:
             raise RubricError(f"rubric {path} has no [parts.{part_id}]")
         checks = {k: float(v) for k, v in entry.get("checks", {}).items()}
+        if set(checks) != set(PART_CHECKS[part_id]):
+            raise RubricError(f"rubric {path}: {part_id} must give points to exactly these checks: "
+                              f"{', '.join(PART_CHECKS[part_id])}")
+        if any(v < 0 for v in checks.values()):
+            raise RubricError(f"rubric {path}: {part_id} has a negative number of points")
         points = float(entry["points"])
         if abs(sum(checks.values()) - points) > 1e-9:
             raise RubricError(f"rubric {path}: the checks of {part_id} add up to "
