@@ -1,0 +1,112 @@
+"""The trusted half of the grader on hand-made reports: rubric loading, strict
+report validation, and scoring -- no sandbox, no student code."""
+import base64
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from autograder.grade.expectations import build_expectations
+from autograder.grade.observations import MalformedReport, decode_array, parse_report
+from autograder.grade.scoring import grade_report
+from autograder.spec import PART_IDS, RubricError, load_rubric
+
+
+@pytest.fixture(scope="module")
+def expectations():
+    return build_expectations()
+
+
+@pytest.fixture(scope="module")
+def rubric():
+    return load_rubric()
+
+
+def graded(report, expectations, rubric):
+    return grade_report("s", json.dumps(report).encode(), expectations, rubric)
+
+
+def test_rubric_defaults_add_up_to_105(rubric):
+    assert [p for p in rubric] == list(PART_IDS)
+    assert sum(p.points for p in rubric.values()) == 105
+    assert rubric["Q2a"].checks["layer2_blocks"] == 12
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("points = 25", "points = 26"), "add up to"),
+    (lambda t: t.replace("avgpool = 2 }", "avg_pool = 2 }"), "exactly these checks"),
+    (lambda t: t.replace("[parts.Q2c]", "[parts.Q2x]"), r"no \[parts\.Q2c\]"),
+    (lambda t: t + "\n[[[", "cannot read"),
+])
+def test_rubric_errors_are_sentences(tmp_path, edit, message):
+    from autograder.spec import RUBRIC_PATH
+    bad = tmp_path / "rubric.toml"
+    bad.write_text(edit(RUBRIC_PATH.read_text()))
+    with pytest.raises(RubricError, match=message):
+        load_rubric(bad)
+
+
+def test_reference_report_scores_full_marks(expectations, rubric):
+    result = graded(expectations.reference, expectations, rubric)
+    assert result.status == "ok"
+    assert result.total == 105
+    assert all(c.score == c.max_score for c in result.checks)
+
+
+def test_scores_come_from_comparison_not_from_the_report(expectations, rubric):
+    """A report claiming perfection it cannot show (a wrong output) loses the function points."""
+    report = copy.deepcopy(expectations.reference)
+    out = report["q1"]["downsample_table"]["outputs"]["eval"]
+    values = decode_array(out).copy()
+    values[0, 0, 0, 0] += 1.0
+    out["b64"] = base64.b64encode(values.astype(np.float32).tobytes()).decode()
+    result = graded(report, expectations, rubric)
+    assert result.part_score("Q1a") < 20
+    assert result.part_score("Q1b") == 20
+    function = next(c for c in result.checks if c.part == "Q1a" and c.check == "function")
+    assert any("eval mode" in d and "differ" in d for d in function.deductions)
+
+
+def test_wrong_layer3_block_names_path_and_expectation(expectations, rubric):
+    report = copy.deepcopy(expectations.reference)
+    report["q2"]["stage_children"]["layer3"][3]["args"]["downsample"] = False
+    result = graded(report, expectations, rubric)
+    assert result.part_score("Q2b") == 19
+    assert {p: result.part_score(p) for p in ("Q1a", "Q1b", "Q2a", "Q2c")} == \
+        {"Q1a": 20, "Q1b": 20, "Q2a": 25, "Q2c": 20}
+    blocks = next(c for c in result.checks if c.part == "Q2b" and c.check == "blocks")
+    assert blocks.deductions[0].startswith("layer3[3]: the table expects ResidualBlock(512, 128, 512, downsample=True)")
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda r: r.pop("import"),
+    lambda r: r["import"].update(status="graded_fine"),
+    lambda r: r["q1"]["plain_table"].update(parameters="many"),
+    lambda r: r["q1"]["plain_table"]["outputs"]["eval"].update(b64="!!notbase64"),
+    lambda r: r["q1"]["plain_table"]["outputs"]["eval"].update(shape=[2, 10**6, 10**6]),
+    lambda r: r["q2"].update(stage_children="layer3"),
+])
+def test_malformed_reports_are_crashed_not_trusted(expectations, rubric, mangle):
+    report = copy.deepcopy(expectations.reference)
+    mangle(report)
+    result = graded(report, expectations, rubric)
+    assert result.status == "crashed"
+    assert result.total == 0
+    assert "could not read" in result.message
+
+
+def test_parse_report_rejects_non_json_and_non_objects():
+    with pytest.raises(MalformedReport):
+        parse_report(b"\xff\xfe")
+    with pytest.raises(MalformedReport):
+        parse_report(b"[1, 2]")
+
+
+def test_import_failures_become_statuses(expectations, rubric):
+    report = {"version": 1, "import": {"status": "syntax_error",
+                                      "error": {"type": "SyntaxError", "message": "invalid syntax", "line": 7}}}
+    result = graded(report, expectations, rubric)
+    assert result.status == "syntax_error"
+    assert result.total == 0
+    assert "line 7" in result.message
