@@ -565,10 +565,9 @@ def _finish(run: _Run) -> dict:
         status, msg = "crashed", "sandbox supervisor died without a status"
     elif exit_code < 0:
         name = signal.Signals(-exit_code).name if -exit_code in signal.valid_signals() else str(-exit_code)
-        if info.get("maxrss", 0) > 0.9 * run.limits["memory_bytes"]:
-            status, msg = "memory", f"killed by {name} near the memory limit"
-        else:
-            status, msg = "crashed", f"killed by signal {name}"
+        status, msg = "crashed", f"killed by signal {name}"
+        if name == "SIGKILL":
+            msg += " (not by the sandbox: possibly the system OOM killer)"
     else:
         status, msg = "exited", f"exited with code {exit_code} before the job returned"
     out = bytes(run.out).decode("utf-8", errors="replace")
@@ -657,7 +656,10 @@ def _zygote_main(cfg_json: str) -> None:
         shutil.rmtree(run.rundir, ignore_errors=True)
         del runs[run.id]
         header, payload = _finish(run)
-        _send(cout, header, [payload] if payload is not None else [])
+        try:
+            _send(cout, header, [payload] if payload is not None else [])
+        except OSError:
+            pass                              # parent gone: PDEATHSIG follows
 
     def kill(run: _Run, hard=False):
         targets = [run.c2] if run.c2 and not hard else []
@@ -751,21 +753,24 @@ class _Zygote:
         os.close(p2z_r)
         os.close(z2p_w)
         self.pending: dict[int, _Pending] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()         # pending + dead
+        self.wlock = threading.Lock()        # writes to the zygote (never held with .lock)
         self.dead = False
         msg = _recv(self.r)
         if msg is None or msg[0].get("type") != "ready":
             self.proc.kill()
             self.proc.wait()
-            self._cleanup()
+            self._cleanup(close_r=True)
             detail = msg[0].get("message", "") if msg else "zygote exited during start-up"
             raise RuntimeError(f"sandbox zygote failed to start: {detail}")
         self.pid = msg[0]["pid"]
         self.reader = threading.Thread(target=self._read_loop, daemon=True, name="sandbox-reader")
         self.reader.start()
 
-    def _cleanup(self):
-        for fd in (self.r, self.w):
+    def _cleanup(self, close_r: bool = False):
+        with self.wlock:                      # a blocked writer got EPIPE: the zygote is dead
+            fds, self.w = [self.w] + ([self.r] if close_r else []), -1
+        for fd in fds:
             try:
                 os.close(fd)
             except OSError:
@@ -789,6 +794,7 @@ class _Zygote:
                                        tuple(h.get("isolation", ())))
                 p.event.set()
         self.mark_dead()
+        os.close(self.r)
 
     def mark_dead(self, why: str = "sandbox zygote died"):
         with self.lock:
@@ -803,9 +809,8 @@ class _Zygote:
             p.result = ChildResult("crashed", None, "", f"{why} (exit code {code}) during this run; "
                                    "it is restarted for the next one", 0.0, None)
             p.event.set()
-        time.sleep(0.05)
+        time.sleep(0.05)                      # let SIGKILLed runs release their temp dirs
         self._cleanup()
-        shutil.rmtree(self.base, ignore_errors=True)
 
     def submit(self, rid: int, header: dict, blobs) -> _Pending:
         p = _Pending()
@@ -813,11 +818,12 @@ class _Zygote:
             if self.dead:
                 raise BrokenPipeError
             self.pending[rid] = p
+        with self.wlock:
             _send(self.w, header, blobs)
         return p
 
     def close(self, timeout=10.0):
-        with self.lock:
+        with self.wlock:
             if not self.dead:
                 try:
                     _send(self.w, {"op": "quit"})
@@ -853,8 +859,9 @@ class Sandbox:
             raise RuntimeError(f"sandbox self-test failed: {probe.message}\n{probe.output}")
         self.isolation = list(probe.isolation)
         fs = any(s.startswith(("landlock", "tmpfs")) for s in self.isolation)
-        if not fs and isolation != "none":
-            self.warning = ("sandbox: no filesystem isolation available (needs root or Landlock); "
+        if not fs:
+            why = "isolation='none'" if isolation == "none" else "needs root or Landlock"
+            self.warning = (f"sandbox: no filesystem isolation ({why}); "
                             "student code can read every file the grader can")
             if isolation == "strict":
                 self.close()
