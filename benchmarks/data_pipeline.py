@@ -52,7 +52,9 @@ def throughput(batches, limit: int, sync=lambda: None) -> float:
         if seen >= limit:
             break
     sync()
-    return seen / (time.perf_counter() - start)
+    rate = seen / (time.perf_counter() - start)
+    del iterator   # shuts DataLoader worker processes down before the next measurement
+    return rate
 
 
 def main(argv=None) -> int:
