@@ -298,13 +298,13 @@ def _readable_by_nobody(path: str) -> bool:
     return bool(p.stat().st_mode & stat.S_IROTH)
 
 
-def _c2_setup(cfg: dict, run: dict, ns: set, res_w: int, nonce: bytes) -> list[str]:
+def _c2_setup(cfg: dict, run: dict, ns: set) -> list[str]:
     """Everything privileged, then drop.  Runs as pid 1 of the new namespace."""
     layers: list[str] = []
     if ns:
         layers.append("+".join(sorted(ns)) + " namespaces")
     rundir = run["rundir"]
-    strict = cfg["isolation"] != "none"
+    strict = cfg["isolation"] != "none"      # "auto"/"strict": apply every available layer
     hidden_ok = False
     pydirs = _python_dirs()
     if strict and "mount" in ns:
@@ -376,7 +376,7 @@ def _is_memory_error(exc: BaseException) -> bool:
 
 def _c2_main(cfg, run, ns, res_w, nonce, job, request) -> None:
     try:
-        layers = _c2_setup(cfg, run, ns, res_w, nonce)
+        layers = _c2_setup(cfg, run, ns)
         _write_all(res_w, _frame(nonce, b"L", json.dumps(layers).encode()))
     except BaseException:
         _write_all(res_w, _frame(nonce, b"F", traceback.format_exc().encode()))
@@ -525,7 +525,7 @@ def _drain(fd: int, run: _Run, which: str) -> bool:
                     run.c2 = msg["c2"]
 
 
-def _finish(run: _Run) -> dict:
+def _finish(run: _Run) -> tuple[dict, bytes | None]:
     elapsed = time.monotonic() - run.t0
     info: dict = {}
     for line in bytes(run.st).split(b"\n"):
