@@ -1,0 +1,312 @@
+"""The student notebook: generated from the solved one, runs headless, data path right.
+
+Three headless runs with nbclient (``KIT_SMOKE=1``: synthetic CIFAR-10, a few steps),
+each in its own temporary folder holding what a student has (the notebook, ``vgg.py``,
+``resnet50_skeleton.py``, ``autograder/spec`` and ``autograder/check``):
+
+* the solved notebook with the reference skeleton and stand-in checkpoints, to the end;
+* the student notebook with the reference skeleton, no checkpoints, to the end;
+* the student notebook with the untouched skeleton: it must stop in the ResNet section
+  with the message naming the first unfilled blank.
+
+The data-path tests execute the notebook's own cells (by tag), never a copy.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLVED_NB = ROOT / "solutions" / "CNN_Implementation.ipynb"
+STUDENT_NB = ROOT / "CNN_Implementation.ipynb"
+REFERENCE_SKELETON = ROOT / "solutions" / "resnet50_skeleton.py"
+STUDENT_SKELETON = ROOT / "resnet50_skeleton.py"
+CELL_TIMEOUT = 180   # seconds per cell; a smoke run takes about 30 s in all on 2 cores
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from data_pipeline import notebook_namespace  # noqa: E402  (runs tagged notebook cells)
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+
+@pytest.fixture(scope="module")
+def cells():
+    torch.set_num_threads(1)
+    return notebook_namespace(SOLVED_NB, ("kit:synthetic-cifar10", "kit:data-pipeline"))
+
+
+# ---- the generated student notebook ---------------------------------------------------------
+
+def test_student_notebook_is_generated_from_the_solved_one():
+    from autograder.release.notebook import render_student_notebook
+    expected = render_student_notebook(SOLVED_NB)
+    assert STUDENT_NB.read_text(encoding="utf-8") == expected, (
+        "CNN_Implementation.ipynb differs from what solutions/CNN_Implementation.ipynb generates: "
+        "edit the solved notebook, then run `python -m autograder release`")
+
+
+def test_student_notebook_has_no_outputs_and_no_ta_notes():
+    nb = nbformat.read(STUDENT_NB, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    text = "\n".join(c.source for c in nb.cells)
+    assert "TA notes" not in text and "BEGIN SOLUTION" not in text
+
+
+# ---- the synthetic CIFAR-10 -----------------------------------------------------------------
+
+def test_synthetic_cifar10_has_torchvisions_format_and_loads_through_its_class(cells, tmp_path):
+    import torchvision
+    cells["write_synthetic_cifar10"](str(tmp_path), n_train=50, n_test=20, seed=3)
+    folder = tmp_path / "cifar-10-batches-py"
+    names = {p.name for p in folder.iterdir()}
+    assert {f"data_batch_{i}" for i in range(1, 6)} | {"test_batch", "batches.meta"} <= names
+
+    written_labels = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)]:
+        with open(folder / name, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        assert set(entry) == {"batch_label", "labels", "data", "filenames"}
+        assert entry["data"].dtype == np.uint8 and entry["data"].shape == (10, 3072)
+        assert all(type(x) is int for x in entry["labels"])
+        written_labels += entry["labels"]
+    with open(folder / "batches.meta", "rb") as f:
+        meta = pickle.load(f, encoding="latin1")
+    assert meta["label_names"] == cells["CIFAR10_CLASSES"]
+
+    # The unmodified class checks md5s against the real files' checksums: it must refuse.
+    with pytest.raises(RuntimeError, match="not found or corrupted"):
+        torchvision.datasets.CIFAR10(str(tmp_path), download=False)
+
+    # The class the notebook uses: torchvision's, with only the checksum table replaced.
+    cls = cells["cifar10_class"](str(tmp_path))
+    assert issubclass(cls, torchvision.datasets.CIFAR10)
+    assert {k for k in vars(cls) if not k.startswith("__")} == {"train_list", "test_list", "meta"}
+    train = cls(str(tmp_path), train=True, download=False)
+    test = cls(str(tmp_path), train=False, download=False)
+    assert train.data.shape == (50, 32, 32, 3) and train.data.dtype == np.uint8
+    assert test.data.shape == (20, 32, 32, 3)
+    assert train.targets == written_labels
+    assert sorted(set(train.targets)) == list(range(10))
+    assert train.classes == ["airplane", "automobile", "bird", "cat", "deer",
+                             "dog", "frog", "horse", "ship", "truck"]
+    image, label = cls(str(tmp_path), train=True, transform=cells["transform_train"])[0]
+    assert tuple(image.shape) == (3, 32, 32) and label == written_labels[0]
+    # A real dataset folder (no manifest) keeps torchvision's own class.
+    assert cells["cifar10_class"](str(tmp_path / "elsewhere")) is torchvision.datasets.CIFAR10
+
+
+# ---- the fast data path ---------------------------------------------------------------------
+
+class _Images:
+    """A stand-in dataset: pixel (r, c) of image k holds (r + 1, c + 1, k) -- padding reads 0."""
+
+    def __init__(self, n):
+        rows, cols = np.meshgrid(np.arange(1, 33), np.arange(1, 33), indexing="ij")
+        self.data = np.zeros((n, 32, 32, 3), dtype=np.uint8)
+        self.data[..., 0], self.data[..., 1] = rows, cols
+        self.data[..., 2] = np.arange(n)[:, None, None]
+        self.targets = [k % 10 for k in range(n)]
+
+
+def _to_uint8(batch, cells):
+    mean = torch.tensor(cells["CIFAR10_MEAN"]).view(1, 3, 1, 1)
+    std = torch.tensor(cells["CIFAR10_STD"]).view(1, 3, 1, 1)
+    return (batch * std + mean).mul(255).round().to(torch.uint8)
+
+
+def test_normalization_is_the_handouts_exactly(cells):
+    import torchvision.transforms as T
+    from PIL import Image
+    assert cells["CIFAR10_MEAN"] == (0.4914, 0.4822, 0.4465)
+    assert cells["CIFAR10_STD"] == (0.2023, 0.1994, 0.2010)
+    names = [type(t).__name__ for t in cells["transform_train"].transforms]
+    assert names == ["RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
+    crop, flip, _, norm = cells["transform_train"].transforms
+    assert crop.size == (32, 32) and crop.padding == 4 and crop.fill == 0 and flip.p == 0.5
+    assert tuple(norm.mean) == cells["CIFAR10_MEAN"] and tuple(norm.std) == cells["CIFAR10_STD"]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    ours = cells["normalize_batch"](torch.from_numpy(images).permute(0, 3, 1, 2))
+    theirs = torch.stack([cells["transform_test"](Image.fromarray(im)) for im in images])
+    assert torch.equal(ours, theirs)
+    assert isinstance(cells["transform_test"].transforms[1], T.Normalize)
+
+
+def test_crops_and_flips_have_the_handouts_distribution(cells):
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    n, epochs = 100, 100
+    dataset = _Images(n)
+    loader = cells["TensorCIFAR10"](dataset, train=True, device="cpu", seed=1234)
+    counts = np.zeros((9, 9), dtype=int)
+    flips, checked = 0, 0
+    for _ in range(epochs):
+        seen = []
+        for batch, labels in loader:
+            raw = _to_uint8(batch, cells)
+            for image, label in zip(raw, labels):
+                k = int(image[2].max())
+                seen.append(k)
+                assert label.item() == dataset.targets[k]
+                top = int(image[0, 16].max()) - 13               # output row 16 is never padding
+                flipped = int(image[1, 16, 17]) < int(image[1, 16, 16])
+                left = int(image[1, 16, 16]) - (12 if flipped else 13)
+                assert 0 <= top <= 8 and 0 <= left <= 8
+                counts[top, left] += 1
+                flips += flipped
+                if checked < 60:   # pixel for pixel what the handout's transforms give
+                    pil = TF.crop(TF.pad(Image.fromarray(dataset.data[k]), 4, fill=0), top, left, 32, 32)
+                    if flipped:
+                        pil = TF.hflip(pil)
+                    assert torch.equal(image, TF.pil_to_tensor(pil)), (top, left, flipped)
+                    checked += 1
+        assert sorted(seen) == list(range(n))                # each epoch: a permutation
+    draws = n * epochs
+    # Uniform over the 9 x 9 offsets: chi-square with 80 degrees of freedom (p < 1e-6 above 150).
+    expected = draws / 81
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert counts.min() > 0 and chi2 < 150, (chi2, counts)
+    assert abs(flips / draws - 0.5) < 0.02                   # 5 sigma is 0.025
+    # Offsets 0 and 8 reach into the zero padding: four rows (or columns) of zeros.
+    assert counts[0].sum() > 0 and counts[:, 8].sum() > 0
+
+
+def test_a_last_training_batch_of_one_is_dropped(cells):
+    dataset = _Images(201)
+    train = cells["TensorCIFAR10"](dataset, train=True, device="cpu", seed=0)
+    test = cells["TensorCIFAR10"](dataset, train=False, device="cpu")
+    assert [len(y) for _, y in train] == [100, 100] and len(train) == 2
+    assert [len(y) for _, y in test] == [100, 100, 1] and len(test) == 3
+    subset = cells["TensorCIFAR10"](dataset, train=True, device="cpu", subset=150, seed=0)
+    assert [len(y) for _, y in subset] == [100, 50]
+
+
+# ---- headless runs ----------------------------------------------------------------------------
+
+def _kit_folder(tmp_path: Path, notebook: Path, skeleton: Path) -> Path:
+    work = tmp_path / "kit"
+    (work / "autograder").mkdir(parents=True)
+    shutil.copy(notebook, work / "CNN_Implementation.ipynb")
+    shutil.copy(ROOT / "vgg.py", work / "vgg.py")
+    shutil.copy(skeleton, work / "resnet50_skeleton.py")
+    shutil.copy(ROOT / "autograder" / "__init__.py", work / "autograder" / "__init__.py")
+    for package in ("spec", "check"):
+        shutil.copytree(ROOT / "autograder" / package, work / "autograder" / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return work
+
+
+def _execute(work: Path, monkeypatch):
+    monkeypatch.setenv("KIT_SMOKE", "1")
+    monkeypatch.setenv("CIFAR10_ROOT", str(work / "data"))
+    monkeypatch.setenv("KIT_NUM_THREADS", os.environ.get("KIT_NUM_THREADS", "2"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv("KIT_CHECKPOINT_DIR", raising=False)
+    nb = nbformat.read(work / "CNN_Implementation.ipynb", as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(work)}})
+    error = None
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as err:
+        error = err
+    nbformat.write(nb, work / "executed.ipynb")   # kept in tmp_path for a look after a failure
+    return nb, error
+
+
+def _text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append(f"{out.ename}: {out.evalue}")
+    return "".join(parts)
+
+
+def _tagged(nb, tag):
+    return next(c for c in nb.cells if tag in c.metadata.get("tags", []))
+
+
+REPORT_FIGURES = ["cifar10_samples", "loss_vgg16", "loss_resnet50", "loss_curves",
+                  "resnet50_confusion_matrix", "resnet50_per_class_accuracy", "resnet50_predictions"]
+
+
+def _assert_report_files(work: Path):
+    results = work / "results"
+    for name in REPORT_FIGURES:
+        for ext in ("png", "pdf"):
+            assert (results / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    table = (results / "results.md").read_text()
+    assert "| VGG-16 |" in table and "| ResNet-50 |" in table
+    with zipfile.ZipFile(work / "submission.zip") as zf:
+        assert zf.namelist() == ["resnet50_skeleton.py"]
+
+
+def test_solved_notebook_runs_to_the_end_with_checkpoints(tmp_path, monkeypatch):
+    work = _kit_folder(tmp_path, SOLVED_NB, REFERENCE_SKELETON)
+    # Stand-in checkpoints (random weights with the right keys) exercise the loading path.
+    sys.path.insert(0, str(ROOT))
+    try:
+        from vgg import vgg16
+        from solutions.resnet50_skeleton import ResNet50_layer4
+    finally:
+        sys.path.remove(str(ROOT))
+    (work / "checkpoints").mkdir()
+    torch.save(vgg16().state_dict(), work / "checkpoints" / "vgg16_epoch250.ckpt")
+    torch.save(ResNet50_layer4().state_dict(), work / "resnet50_epoch285.ckpt")   # next to the notebook
+    nb, error = _execute(work, monkeypatch)
+    assert error is None, error
+    assert "✓ vgg16_epoch250.ckpt" in _text(_tagged(nb, "kit:checkpoints"))
+    assert "loaded" in _text(_tagged(nb, "kit:vgg-load"))
+    assert "loaded" in _text(_tagged(nb, "kit:resnet-load"))
+    sanity = _text(_tagged(nb, "kit:resnet-sanity"))
+    assert "14,750,730" in sanity and "✗" not in sanity and "all match the checkpoint" in sanity
+    _assert_report_files(work)
+    assert "RANDOM WEIGHTS" not in (work / "results" / "results.md").read_text()
+
+
+def test_student_notebook_with_reference_skeleton_runs_to_the_end(tmp_path, monkeypatch):
+    work = _kit_folder(tmp_path, STUDENT_NB, REFERENCE_SKELETON)
+    nb, error = _execute(work, monkeypatch)
+    assert error is None, error
+    assert "MISSING vgg16_epoch250.ckpt" in _text(_tagged(nb, "kit:checkpoints"))
+    assert "MISSING resnet50_epoch285.ckpt" in _text(_tagged(nb, "kit:checkpoints"))
+    assert "RANDOM WEIGHTS" in _text(_tagged(nb, "kit:vgg-load"))
+    assert "SYNTHETIC CIFAR-10" in _text(_tagged(nb, "kit:data"))
+    _assert_report_files(work)
+    assert "RANDOM WEIGHTS" in (work / "results" / "results.md").read_text()
+
+
+def _first_blank_message() -> str:
+    code = ("import resnet50_skeleton as m\nm.ResNet50_layer4()\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode != 0, "the committed student skeleton builds a model: no blanks left?"
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("NotImplementedError: "), run.stderr
+    return last[len("NotImplementedError: "):]
+
+
+def test_student_notebook_with_untouched_skeleton_stops_at_the_first_blank(tmp_path, monkeypatch):
+    expected = _first_blank_message()
+    work = _kit_folder(tmp_path, STUDENT_NB, STUDENT_SKELETON)
+    nb, error = _execute(work, monkeypatch)
+    assert error is not None, "the notebook ran to the end with an unfinished skeleton"
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    failed = [c for c in code_cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    assert len(failed) == 1 and "kit:resnet-build" in failed[0].metadata["tags"]
+    assert expected in _text(failed[0])
+    position = code_cells.index(failed[0])
+    assert all(c.execution_count is not None for c in code_cells[:position])
+    assert all(c.execution_count is None for c in code_cells[position + 1:])
