@@ -135,7 +135,7 @@ def write_gradebook(out: Path, results: list[dict]) -> Path:
 def _deduction_kind(part: str, text: str) -> str:
     """Group similar deductions: the part plus the place, numbers blurred."""
     where = text.split(":", 1)[0]
-    return f"{part} {re.sub(r'[0-9]+', '#', where)[:70]}"
+    return f"{part} {re.sub(r'\b[0-9]+\b', '#', where)[:70]}"
 
 
 def summary_text(results: list[dict], top: int = 6) -> str:
@@ -157,6 +157,8 @@ def summary_text(results: list[dict], top: int = 6) -> str:
         lines.append(f"  {label} {bins.get(i, 0):4d} {bar}")
     kinds = collections.Counter()
     for data in results:
+        if data["extra_data"]["status"] != "ok":
+            continue   # counted by status above
         seen = set()
         for test in data["tests"]:
             if test["score"] < test["max_score"]:

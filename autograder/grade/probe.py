@@ -279,3 +279,35 @@ def probe_module(student, request: dict) -> dict:
         report["q2"] = probe_model_with_stub_blocks(student, request["q2"])
         student.ResidualBlock = real_block
     return report
+
+
+def warm_up() -> None:
+    """Exercise every torch path the probe uses on a tiny model of our own, so
+    the sandbox's zygote loads torch's lazily imported parts (meta-device
+    decompositions above all: ~2 s) once instead of in every child."""
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer1 = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                                        nn.MaxPool2d(3, 2, 1))
+            self.avgpool = nn.AvgPool2d(2, 2)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            out = self.avgpool(self.layer1(x))
+            return self.fc(out.view(out.size(0), -1))
+
+    for device in ("meta", "cpu"):
+        with torch.device(device):
+            model = Tiny()
+            nn.init.xavier_uniform_(model.fc.weight.data)
+        for mode in (True, False):
+            model.train(mode)
+            with torch.no_grad():
+                model(torch.zeros(2, 3, 8, 8, device=device))
+    buffer = io.BytesIO()
+    torch.save({"x": torch.zeros(2)}, buffer)
+    torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    observe_sizes(Tiny(), ["layer1", "fc"], (3, 8, 8))
+    RecordingBlock(4, 2, 4, True)(torch.zeros(1, 4, 4, 4))
+    json.dumps(encode_tensor(torch.zeros(2)))

@@ -591,7 +591,12 @@ def _zygote_main(cfg_json: str) -> None:
         for m in cfg["preload"]:
             importlib.import_module(m)
         mod_name, _, fn_name = cfg["job"].partition(":")
-        job = getattr(importlib.import_module(mod_name), fn_name or "run")
+        job_module = importlib.import_module(mod_name)
+        job = getattr(job_module, fn_name or "run")
+        # Lazy imports and first-call set-up paid once here, not in every child.
+        warm_up = getattr(job_module, "warm_up", None)
+        if callable(warm_up):
+            warm_up()
         bad = [m for m in sys.modules if m == "solutions" or m.startswith("solutions.")]
         if bad:
             raise RuntimeError(f"zygote imported the reference solution: {bad}")
