@@ -135,7 +135,8 @@ def write_gradebook(out: Path, results: list[dict]) -> Path:
 def _deduction_kind(part: str, text: str) -> str:
     """Group similar deductions: the part plus the place, numbers blurred."""
     where = text.split(":", 1)[0]
-    return f"{part} {re.sub(r'\b[0-9]+\b', '#', where)[:70]}"
+    blurred = re.sub(r"\b[0-9]+\b", "#", where)
+    return f"{part} {blurred[:70]}"
 
 
 def summary_text(results: list[dict], top: int = 6) -> str:
