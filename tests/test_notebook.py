@@ -206,12 +206,15 @@ def _kit_folder(tmp_path: Path, notebook: Path, skeleton: Path) -> Path:
     return work
 
 
-def _execute(work: Path, monkeypatch):
+def _execute(work: Path, monkeypatch, nbgrader=False):
     monkeypatch.setenv("KIT_SMOKE", "1")
     monkeypatch.setenv("CIFAR10_ROOT", str(work / "data"))
     monkeypatch.setenv("KIT_NUM_THREADS", os.environ.get("KIT_NUM_THREADS", "2"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    if nbgrader:
+        monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    else:
+        monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     monkeypatch.delenv("KIT_CHECKPOINT_DIR", raising=False)
     nb = nbformat.read(work / "CNN_Implementation.ipynb", as_version=4)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
@@ -287,6 +290,16 @@ def test_student_notebook_with_reference_skeleton_runs_to_the_end(tmp_path, monk
     assert "SYNTHETIC CIFAR-10" in _text(_tagged(nb, "kit:data"))
     _assert_report_files(work)
     assert "RANDOM WEIGHTS" in (work / "results" / "results.md").read_text()
+
+
+def test_under_nbgrader_the_training_cells_do_nothing(tmp_path, monkeypatch):
+    work = _kit_folder(tmp_path, STUDENT_NB, REFERENCE_SKELETON)
+    nb, error = _execute(work, monkeypatch, nbgrader=True)
+    assert error is None, error
+    for tag in ("kit:vgg-train", "kit:resnet-train"):
+        assert "training skipped" in _text(_tagged(nb, tag))
+    assert not list((work / "results").glob("loss_*"))
+    assert "n/a" in (work / "results" / "results.md").read_text()
 
 
 def _first_blank_message() -> str:
