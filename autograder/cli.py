@@ -26,6 +26,15 @@ def _cmd_release(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     for note in release_kit():
         print(note)
+    if args.bundle:
+        from autograder.release.bundle import BundleError, build_bundle
+        try:
+            _, notes = build_bundle(args.bundle)
+        except BundleError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for note in notes:
+            print(note)
     return 0
 
 
@@ -69,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     release = sub.add_parser("release", help="regenerate the student files from solutions/")
     release.add_argument("--check", action="store_true",
                          help="write nothing; exit 1 if a student file is out of date or leaks solution text")
+    release.add_argument("--bundle", type=Path, metavar="DIR",
+                         help="also write the student zip (notebook, vgg.py, skeleton, public checks, "
+                              "checkpoints if present) into DIR")
     release.set_defaults(func=_cmd_release)
 
     grade = sub.add_parser("grade", help="grade resnet50_skeleton.py submissions in isolated processes")
