@@ -442,11 +442,7 @@ def test_others_graded_fine_beside_hostile_files(batch):
     assert (batch[1] / "grades.csv").read_text().count("\n") == len(batch[0]) + 1
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(
-        strict=True, reason="grading bug: torch's allocator raises RuntimeError, not MemoryError, so the "
-                            "probe reports import_error instead of memory")) if name == "h_memory_torch" else name
-    for name in sorted(LIMITED)])
+@pytest.mark.parametrize("name", sorted(LIMITED))
 def test_limits(limited, name):
     result = limited[name]
     assert result["extra_data"]["status"] == LIMITED[name][1], result["output"]

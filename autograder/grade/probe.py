@@ -58,6 +58,11 @@ def attempt(fn, *args):
         return fn(*args), None
     except MemoryError:
         raise   # the sandbox reports it as the `memory` status
+    except RuntimeError as exc:
+        # torch's CPU allocator reports an allocation over the limit as a RuntimeError.
+        if "can't allocate memory" in str(exc) or "DefaultCPUAllocator" in str(exc):
+            raise MemoryError(str(exc)[:200]) from None
+        return None, describe_error(exc)
     except BaseException as exc:   # SystemExit too: the student's code may call exit()
         return None, describe_error(exc)
 
