@@ -6,10 +6,15 @@ sanity check and the release all read it through :func:`load_table`.
 from __future__ import annotations
 
 import functools
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:   # Python 3.10 (a student's laptop): the same parser from PyPI
+    import tomli as tomllib
+
 
 TABLE_PATH = Path(__file__).with_name("resnet50_layer4.toml")
 
