@@ -83,8 +83,12 @@ def feedback_markdown(sub: GradedSubmission) -> str:
             if check.max_score == 0 and not check.deductions and not check.notes:
                 continue
             own = [d for d in dict.fromkeys(check.deductions) if d not in shared]
-            mark = "full marks" if check.score == check.max_score and not check.deductions else \
-                f"{_fmt(check.score)} / {_fmt(check.max_score)}"
+            if check.max_score == 0:
+                mark = "for information, no points"
+            elif check.score == check.max_score and not check.deductions:
+                mark = "full marks"
+            else:
+                mark = f"{_fmt(check.score)} / {_fmt(check.max_score)}"
             lines.append(f"- **{check.title}** ({mark})")
             for d in own:
                 lines.append("  - " + d.replace("\n", "\n    "))

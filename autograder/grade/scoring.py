@@ -82,8 +82,10 @@ def informational_checks(student: dict, reference: dict, table) -> list[CheckRes
             ckpt.deductions.append(f"{params:,} parameters; the table's model has {table.parameters:,}")
             stage_params = report_field(full, "stage_parameters", dict, {})
             for name, count in reference["full"]["stage_parameters"].items():
-                if stage_params.get(name) != count:
-                    ckpt.deductions.append(f"  {name}: {stage_params.get(name)} parameters, reference {count:,}")
+                found = stage_params.get(name)
+                if found != count:
+                    shown = f"{found:,}" if isinstance(found, int) else "no"
+                    ckpt.deductions.append(f"  {name}: {shown} parameters, reference {count:,}")
     checks.append(ckpt)
     return checks
 

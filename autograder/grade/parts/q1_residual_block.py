@@ -112,6 +112,7 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
         return results
 
     units_ok, units_total, keys_ok, outputs_ok, outputs_total = 0, 0, 0, 0, 0
+    outputs_differ = False   # weights loaded, yet the outputs are wrong
     for case in cases:
         got = field(q1, case.name, dict, {})
         want = reference["q1"][case.name]
@@ -154,6 +155,7 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
         for mode in ("eval", "train"):
             problem = compare_outputs(field(outputs, mode, dict), want["outputs"][mode])
             if problem:
+                outputs_differ = True
                 function.deductions.append(f"{block_name(case)} in {mode} mode: {problem}")
             else:
                 outputs_ok += 1
@@ -161,7 +163,7 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
     structure.score = proportional(structure.max_score, units_ok, units_total)
     keys.score = proportional(keys.max_score, keys_ok, len(cases))
     function.score = proportional(function.max_score, outputs_ok, outputs_total)
-    if function.deductions and not structure.deductions:
+    if outputs_differ and not structure.deductions:
         function.notes.append("the conv units match the table, so look at forward() and the shortcut: "
                               "no ReLU after the addition, and plain blocks always use make_equal_channel")
     return results
