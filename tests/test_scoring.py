@@ -110,3 +110,23 @@ def test_import_failures_become_statuses(expectations, rubric):
     assert result.status == "syntax_error"
     assert result.total == 0
     assert "line 7" in result.message
+
+
+def test_forward_hint_only_when_loaded_weights_give_wrong_outputs(expectations, rubric):
+    """Weights that do not fit are a state_dict problem, not a forward() problem."""
+    report = copy.deepcopy(expectations.reference)
+    for case in ("plain_table", "plain_same_width"):
+        report["q1"][case]["load"] = {"how": "partial", "loaded": 0}
+    function = next(c for c in graded(report, expectations, rubric).checks
+                    if c.part == "Q1b" and c.check == "function")
+    assert function.score == 0
+    assert not any("forward()" in n for n in function.notes)
+
+    report = copy.deepcopy(expectations.reference)
+    out = report["q1"]["plain_table"]["outputs"]["train"]
+    values = decode_array(out).copy() * 2
+    out["b64"] = base64.b64encode(values.astype(np.float32).tobytes()).decode()
+    function = next(c for c in graded(report, expectations, rubric).checks
+                    if c.part == "Q1b" and c.check == "function")
+    assert function.score == 6
+    assert any("forward()" in n for n in function.notes)
