@@ -210,41 +210,16 @@ def build_model(student):
 
 
 def probe_full_model(student) -> dict:
-    """The model with the student's own blocks, on the meta device: keys, shapes
-    and sizes without paying for a random init of 14.7M weights."""
+    """The model with the student's own blocks, on the meta device: keys and
+    shapes without paying for a random init of 14.7M weights. (Output sizes come
+    from the stand-in model, where a wrong Q1 cannot hide them.)"""
     with torch.device("meta"):
         model, error = attempt(build_model, student)
     if error:
         return {"error": error}
     report = {"state_dict": shapes_of(model.state_dict()), "parameters": count_parameters(model),
               "stage_parameters": {n: count_parameters(m) for n, m in model.named_children()}}
-    sizes, error = attempt(lambda: observe_sizes_meta(model))
-    report["sizes"] = sizes or {}
-    report["sizes_error"] = error
     return report
-
-
-def observe_sizes_meta(model: nn.Module) -> dict:
-    sizes = {}
-    handles = [model.get_submodule(p).register_forward_hook(
-        lambda _m, _i, out, p=p: sizes.__setitem__(p, list(out.shape[1:])))
-        for p in MODEL_PATHS if _has(model, p)]
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, 32, 32, device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
-    return sizes
-
-
-def _has(model, path):
-    try:
-        model.get_submodule(path)
-        return True
-    except (AttributeError, IndexError, TypeError):
-        return False
 
 
 def import_student(path: str = STUDENT_FILE):
@@ -288,8 +263,8 @@ def probe_module(student, request: dict) -> dict:
 
 def warm_up() -> None:
     """Exercise every torch path the probe uses on a tiny model of our own, so
-    the sandbox's zygote loads torch's lazily imported parts (meta-device
-    decompositions above all: ~2 s) once instead of in every child."""
+    the sandbox's zygote loads torch's lazily imported parts once instead of in
+    every child."""
     class Tiny(nn.Module):
         def __init__(self):
             super().__init__()
@@ -302,14 +277,13 @@ def warm_up() -> None:
             out = self.avgpool(self.layer1(x))
             return self.fc(out.view(out.size(0), -1))
 
-    for device in ("meta", "cpu"):
-        with torch.device(device):
-            model = Tiny()
-            nn.init.xavier_uniform_(model.fc.weight.data)
-        for mode in (True, False):
-            model.train(mode)
-            with torch.no_grad():
-                model(torch.zeros(2, 3, 8, 8, device=device))
+    with torch.device("meta"):   # as probe_full_model builds the student's model
+        nn.init.xavier_uniform_(Tiny().fc.weight.data)
+    model = Tiny()
+    for mode in (True, False):
+        model.train(mode)
+        with torch.no_grad():
+            model(torch.zeros(2, 3, 8, 8))
     buffer = io.BytesIO()
     torch.save({"x": torch.zeros(2)}, buffer)
     torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)

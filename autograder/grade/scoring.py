@@ -17,7 +17,6 @@ from autograder.grade.parts.q2bc_layers import grade_stage
 from autograder.spec import PART_IDS, Part
 
 GRADERS = {"Q1a": grade_q1, "Q1b": grade_q1, "Q2a": grade_q2a, "Q2b": grade_stage, "Q2c": grade_stage}
-STATUSES = ("ok", "missing", "syntax_error", "import_error", "timeout", "memory", "exited", "crashed")
 
 
 @dataclass
