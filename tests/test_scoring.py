@@ -130,3 +130,20 @@ def test_forward_hint_only_when_loaded_weights_give_wrong_outputs(expectations, 
                     if c.part == "Q1b" and c.check == "function")
     assert function.score == 6
     assert any("forward()" in n for n in function.notes)
+
+
+def test_key_diff_lists_from_the_models_point_of_view():
+    """format_key_diff says "missing in your model" for keys only the checkpoint has."""
+    import torch
+    import torch.nn as nn
+    from autograder.check import format_key_diff, key_diff
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2, bias=False))
+    checkpoint = {"0.weight": torch.zeros(3, 5), "0.bias": torch.zeros(3), "1.bias": torch.zeros(2)}
+    missing, unexpected, mismatched = key_diff(model, checkpoint)
+    assert missing == ["1.bias"]
+    assert unexpected == ["1.weight"]
+    assert mismatched == [("0.weight", (3, 5), (3, 4))]
+    text = format_key_diff(missing, unexpected, mismatched)
+    assert "missing in your model (1):\n    1.bias" in text
+    assert "unexpected (your model has them, the checkpoint does not) (1):\n    1.weight" in text
+    assert "0.weight: 3 x 5 vs 3 x 4" in text

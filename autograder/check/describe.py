@@ -54,15 +54,24 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def key_diff(model: nn.Module, state_dict):
-    """What ``model.load_state_dict(state_dict, strict=True)`` would complain about.
+def shape_diff(model_shapes: dict, checkpoint_shapes: dict):
+    """Compare two ``{key: shape}`` maps, from the model's point of view.
 
-    Returns ``(missing, unexpected, mismatched)``; ``mismatched`` holds
-    ``(key, shape in state_dict, shape in model)``.
+    Returns ``(missing, unexpected, mismatched)``: keys the checkpoint has and
+    the model lacks, keys the model has and the checkpoint lacks, and
+    ``(key, shape in checkpoint, shape in model)`` for keys in both.
     """
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    given = {k: tuple(v.shape) for k, v in state_dict.items()}
-    missing = [k for k in own if k not in given]
-    unexpected = [k for k in given if k not in own]
-    mismatched = [(k, given[k], own[k]) for k in own if k in given and given[k] != own[k]]
+    model_shapes = {k: tuple(v) for k, v in model_shapes.items()}
+    checkpoint_shapes = {k: tuple(v) for k, v in checkpoint_shapes.items()}
+    missing = [k for k in checkpoint_shapes if k not in model_shapes]
+    unexpected = [k for k in model_shapes if k not in checkpoint_shapes]
+    mismatched = [(k, checkpoint_shapes[k], model_shapes[k]) for k in checkpoint_shapes
+                  if k in model_shapes and checkpoint_shapes[k] != model_shapes[k]]
     return missing, unexpected, mismatched
+
+
+def key_diff(model: nn.Module, state_dict):
+    """Why ``model.load_state_dict(state_dict, strict=True)`` would fail, as
+    :func:`shape_diff` lists it (empty lists: it would load)."""
+    return shape_diff({k: v.shape for k, v in model.state_dict().items()},
+                      {k: v.shape for k, v in state_dict.items()})

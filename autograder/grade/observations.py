@@ -62,6 +62,11 @@ def int_list(value, what="size") -> list[int]:
     return value
 
 
+def shapes_field(obj, key="state_dict") -> dict[str, list[int]]:
+    """A reported ``{state_dict key: shape}`` map, every shape checked."""
+    return {str(k): int_list(v, f"shape of {k!r}") for k, v in field(obj, key, dict).items()}
+
+
 def decode_array(obj) -> np.ndarray:
     shape = int_list(field(obj, "shape", list), "array shape")
     count = math.prod(shape)

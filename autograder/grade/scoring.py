@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from autograder.check.describe import shape_diff
 from autograder.check.report import format_key_diff, size_text
 from autograder.grade.expectations import Expectations
-from autograder.grade.observations import MalformedReport, error_text, field as report_field, parse_report
+from autograder.grade.observations import (MalformedReport, error_text, field as report_field,
+                                           parse_report, shapes_field)
 from autograder.grade.parts import CheckResult
 from autograder.grade.parts.q1_residual_block import grade_q1
 from autograder.grade.parts.q2a_blanks import grade_q2a
@@ -70,10 +72,8 @@ def informational_checks(student: dict, reference: dict, table) -> list[CheckRes
         ckpt.deductions.append("ResNet50_layer4() with your ResidualBlock could not be built"
                                + (f": {error_text(full['error'])}" if full else ""))
     else:
-        shapes, want = report_field(full, "state_dict", dict), reference["full"]["state_dict"]
-        missing = [k for k in want if k not in shapes]
-        unexpected = [k for k in shapes if k not in want]
-        mismatched = [(k, tuple(want[k]), tuple(shapes[k])) for k in want if k in shapes and shapes[k] != want[k]]
+        missing, unexpected, mismatched = shape_diff(shapes_field(full),
+                                                     reference["full"]["state_dict"])
         if missing or unexpected or mismatched:
             ckpt.deductions.append(format_key_diff(missing, unexpected, mismatched, limit=8))
         params = report_field(full, "parameters", int)

@@ -13,7 +13,8 @@ import numpy as np
 
 from autograder.check.report import format_key_diff
 from autograder.grade.expectations import BLOCK_CASES, BlockCase
-from autograder.grade.observations import decode_array, error_text, field
+from autograder.check.describe import shape_diff
+from autograder.grade.observations import decode_array, error_text, field, shapes_field
 from autograder.grade.parts import CheckResult, proportional
 from autograder.spec import BlockSpec, Part, Table
 
@@ -129,12 +130,7 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
         if len(findings) > 3 and findings[3]:
             units_ok -= 1   # an extra conv costs a unit
 
-        shapes = field(got, "state_dict", dict)
-        want_shapes = want["state_dict"]
-        missing = [k for k in want_shapes if k not in shapes]
-        unexpected = [k for k in shapes if k not in want_shapes]
-        mismatched = [(k, tuple(want_shapes[k]), tuple(shapes[k])) for k in want_shapes
-                      if k in shapes and shapes[k] != want_shapes[k]]
+        missing, unexpected, mismatched = shape_diff(shapes_field(got), want["state_dict"])
         params = field(got, "parameters", int)
         if missing or unexpected or mismatched or params != want["parameters"]:
             keys.deductions.append(
