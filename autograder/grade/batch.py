@@ -99,8 +99,7 @@ def grade_batch(path: Path, out: Path, jobs: int = 2, timeout_s: float = 60.0,
 
     for sub, fp in [t for t in todo if t[0].file is None]:
         graded = failed(sub.student, "missing", f"no {STUDENT_FILE} in the submission folder", rubric)
-        outputs.write_submission(out, graded, fp)
-        done[sub.student] = outputs.read_result(out, sub.student)
+        done[sub.student] = outputs.write_submission(out, graded, fp)
     todo = [t for t in todo if t[0].file is not None]
 
     if todo:
@@ -133,15 +132,13 @@ def _grade_in_sandbox(todo, out, rubric, jobs, timeout_s, memory_mb, progress, l
                                       child.output, elapsed)
             else:
                 graded = failed(sub.student, child.status, child.message, rubric, child.output, elapsed)
-            outputs.write_submission(out, graded, fp)
-            return sub.student
+            return sub.student, outputs.write_submission(out, graded, fp)
 
         bar = tqdm(total=len(todo), desc="grading", unit="submission", disable=not progress,
                    file=sys.stderr)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for future in as_completed([pool.submit(grade_one, item) for item in todo]):
-                student = future.result()
-                done[student] = outputs.read_result(out, student)
+                student, done[student] = future.result()
                 bar.set_postfix_str(f"{student}: {done[student]['score']:g}", refresh=False)
                 bar.update()
         bar.close()

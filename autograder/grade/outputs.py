@@ -101,10 +101,13 @@ def feedback_markdown(sub: GradedSubmission) -> str:
     return "\n".join(lines)
 
 
-def write_submission(out: Path, sub: GradedSubmission, fingerprint: str) -> None:
+def write_submission(out: Path, sub: GradedSubmission, fingerprint: str) -> dict:
+    """Write the student's feedback and results; returns the results dict."""
     # Feedback first, results last: results/<student>.json marks the student as done.
     write_atomic(out / "feedback" / f"{sub.student}.md", feedback_markdown(sub))
-    write_atomic(out / "results" / f"{sub.student}.json", json.dumps(results_json(sub, fingerprint), indent=1))
+    results = results_json(sub, fingerprint)
+    write_atomic(out / "results" / f"{sub.student}.json", json.dumps(results, indent=1))
+    return results
 
 
 def read_result(out: Path, student: str) -> dict | None:
