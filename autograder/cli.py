@@ -9,7 +9,16 @@ from pathlib import Path
 from autograder.spec import RUBRIC_PATH
 
 
+def _kit_root_on_path() -> None:
+    """``solutions/`` sits beside the package, not inside it: make it importable from
+    any working directory (the grader itself loads it by file path)."""
+    kit_root = str(Path(__file__).resolve().parent.parent)
+    if kit_root not in sys.path:
+        sys.path.insert(0, kit_root)
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
+    _kit_root_on_path()
     from autograder.check.report import print_reference_table
     print_reference_table()
     return 0
@@ -50,7 +59,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.print_gradebook:
-        print((args.out / "grades.csv").read_text(), end="")
+        print((args.out / "grades.csv").read_text(encoding="utf-8"), end="")
     print(summary_text(results))
     print(f"wrote {args.out / 'grades.csv'}, {args.out / 'results'}/, {args.out / 'feedback'}/")
     return 0
@@ -105,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):
+        # A student's text (or an undecodable file name) must never stop a print.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return args.func(args)
     except KeyboardInterrupt:

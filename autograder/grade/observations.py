@@ -16,6 +16,7 @@ import numpy as np
 
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 MAX_ELEMENTS = 4 * 1024 * 1024
+MAX_DEPTH = 32   # the probe's reports nest about 6 deep; deeper only comes from tampering
 
 
 class MalformedReport(ValueError):
@@ -29,9 +30,26 @@ def parse_report(payload: bytes) -> dict:
         report = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedReport(f"report is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedReport(f"report nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(report, dict):
         raise MalformedReport("report is not a JSON object")
+    _check_depth(report)
     return report
+
+
+def _check_depth(report) -> None:
+    """Refuse deep nesting before any recursive code (repr, comparisons) meets it.
+    Iterative, so the check itself cannot run out of stack."""
+    stack = [(report, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedReport(f"report nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def field(obj, key, kind, default=...):

@@ -17,15 +17,36 @@ from autograder.spec import PART_IDS
 
 CSV_HEADER = ["student", *PART_IDS, "total", "max_total", "status"]
 OUTPUT_SHOWN = 4000   # characters of the student's own output kept in feedback
+# Every status a student's row can carry (the README lists the same).
+STATUSES = ("ok", "missing", "refused", "syntax_error", "import_error", "timeout", "memory",
+            "exited", "crashed")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (an undecodable file name, a student's string)
+    spelled as ``\\udcXX``: every writer and terminal can encode the result."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def clean_data(value):
+    """``clean_text`` applied to every string inside a JSON-shaped value."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_data(k): clean_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_data(v) for v in value]
+    return value
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path`` and rename: a killed batch never
-    leaves half a file behind."""
+    leaves half a file behind. Text a student controls may hold lone surrogates;
+    they are written as backslash escapes instead of stopping the batch."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -43,31 +64,36 @@ def check_output(check) -> str:
     return "\n".join(lines) if lines else "correct"
 
 
-def results_json(sub: GradedSubmission, fingerprint: str) -> dict:
-    """Gradescope's results.json schema, plus our own fields under extra_data."""
-    return {
+def results_json(sub: GradedSubmission, fingerprint: str, notes=()) -> dict:
+    """Gradescope's results.json schema, plus our own fields under extra_data.
+    Every string is cleaned, so the file is plain UTF-8 JSON whatever the student wrote."""
+    return clean_data({
         "score": sub.total,
         "execution_time": round(sub.elapsed_s, 2),
-        "output": summary_line(sub),
+        "output": summary_line(sub, notes),
         "tests": [{"name": c.name, "score": c.score, "max_score": c.max_score,
                    "output": check_output(c), "visibility": "visible"} for c in sub.checks],
         "extra_data": {
             "student": sub.student, "status": sub.status, "message": sub.message,
+            "notes": list(notes),
             "parts": {p: sub.part_score(p) for p in PART_IDS},
             "max_total": sub.max_total, "fingerprint": fingerprint,
             "student_output": sub.output[:OUTPUT_SHOWN],
         },
-    }
+    })
 
 
-def summary_line(sub: GradedSubmission) -> str:
+def summary_line(sub: GradedSubmission, notes=()) -> str:
     parts = ", ".join(f"{p} {_fmt(sub.part_score(p))}/{_fmt(sub.rubric[p].points)}" for p in PART_IDS)
     head = f"{_fmt(sub.total)}/{_fmt(sub.max_total)} ({parts})"
-    return head if sub.status == "ok" else f"{head}; status {sub.status}: {sub.message}"
+    if sub.status != "ok":
+        head += f"; status {sub.status}: {sub.message}"
+    return "; ".join([head, *(f"note: {n}" for n in notes)])
 
 
-def feedback_markdown(sub: GradedSubmission) -> str:
+def feedback_markdown(sub: GradedSubmission, notes=()) -> str:
     lines = [f"# Feedback for {sub.student}: {_fmt(sub.total)} / {_fmt(sub.max_total)}", ""]
+    lines += [f"**Note:** {n}" for n in notes] + ([""] if notes else [])
     if sub.status != "ok":
         lines += [f"**Not graded normally ({sub.status}):** {sub.message}", ""]
     for part_id in PART_IDS:
@@ -76,13 +102,15 @@ def feedback_markdown(sub: GradedSubmission) -> str:
         lines.append(f"## {part_id} {part.title}: {_fmt(sub.part_score(part_id))} / {_fmt(part.points)}")
         # A cause shared by several checks (say, the block cannot be built) is said once.
         counts = collections.Counter(d for c in checks for d in dict.fromkeys(c.deductions))
-        shared = [d for d, n in counts.items() if n > 1]
+        # The reason a submission was not graded is said once, at the top, not in every part.
+        said_above = {sub.message} if sub.status != "ok" and sub.message else set()
+        shared = [d for d, n in counts.items() if n > 1 and d not in said_above]
         for d in shared:
             lines.append("- " + d.replace("\n", "\n  "))
         for check in checks:
             if check.max_score == 0 and not check.deductions and not check.notes:
                 continue
-            own = [d for d in dict.fromkeys(check.deductions) if d not in shared]
+            own = [d for d in dict.fromkeys(check.deductions) if d not in shared and d not in said_above]
             if check.max_score == 0:
                 mark = "for information, no points"
             elif check.score == check.max_score and not check.deductions:
@@ -101,17 +129,20 @@ def feedback_markdown(sub: GradedSubmission) -> str:
     return "\n".join(lines)
 
 
-def write_submission(out: Path, sub: GradedSubmission, fingerprint: str) -> dict:
-    """Write the student's feedback and results; returns the results dict."""
-    # Feedback first, results last: results/<student>.json marks the student as done.
-    write_atomic(out / "feedback" / f"{sub.student}.md", feedback_markdown(sub))
-    results = results_json(sub, fingerprint)
-    write_atomic(out / "results" / f"{sub.student}.json", json.dumps(results, indent=1))
+def write_submission(out: Path, sub: GradedSubmission, fingerprint: str, file_id: str,
+                     notes=()) -> dict:
+    """Write the student's feedback and results under ``file_id`` (a safe file name
+    for ``sub.student``); returns the results dict."""
+    # Feedback first, results last: results/<file_id>.json marks the student as done.
+    write_atomic(out / "feedback" / f"{file_id}.md", feedback_markdown(sub, notes))
+    results = results_json(sub, fingerprint, notes)
+    # allow_nan=False: a score that is not a number must fail here, not reach Gradescope.
+    write_atomic(out / "results" / f"{file_id}.json", json.dumps(results, indent=1, allow_nan=False))
     return results
 
 
-def read_result(out: Path, student: str) -> dict | None:
-    path = out / "results" / f"{student}.json"
+def read_result(out: Path, file_id: str) -> dict | None:
+    path = out / "results" / f"{file_id}.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["extra_data"]["parts"]   # noqa: B018 -- a file from an older layout is not "done"
@@ -124,7 +155,7 @@ def gradebook_rows(results: list[dict]) -> list[list[str]]:
     rows = []
     for data in sorted(results, key=lambda d: d["extra_data"]["student"]):
         extra = data["extra_data"]
-        rows.append([extra["student"], *(_fmt(extra["parts"][p]) for p in PART_IDS),
+        rows.append([clean_text(extra["student"]), *(_fmt(extra["parts"][p]) for p in PART_IDS),
                      _fmt(data["score"]), _fmt(extra["max_total"]), extra["status"]])
     return rows
 
@@ -177,4 +208,4 @@ def summary_text(results: list[dict], top: int = 6) -> str:
     if kinds:
         lines.append("most frequent deductions (submissions):")
         lines += [f"  {n:4d}  {k}" for k, n in kinds.most_common(top)]
-    return "\n".join(lines)
+    return clean_text("\n".join(lines))
