@@ -39,22 +39,39 @@ def render(target: Target, root: Path | None = None) -> str:
                                 source_label=target.solved, student_name=Path(target.student).name)
 
 
+# The public slide table students get, generated from the full one (the answer key).
+PUBLIC_TABLE = "autograder/spec/resnet50_layer4_public.toml"
+FULL_TABLE = "autograder/spec/resnet50_layer4.toml"
+
+
+def render_public_table(root: Path | None = None) -> str:
+    """The public table's text, generated from the kit's full table."""
+    from autograder.spec import load_table
+    from autograder.spec.public import render_public_toml
+    return render_public_toml(load_table((root or KIT_ROOT) / FULL_TABLE))
+
+
+def _write(dst: Path, text: str) -> str:
+    before = dst.read_bytes() if dst.exists() else None
+    data = text.encode("utf-8")
+    dst.write_bytes(data)
+    return "unchanged" if before == data else ("updated" if before is not None else "created")
+
+
 def release_kit(root: Path | None = None, targets: tuple[Target, ...] = TARGETS) -> list[str]:
     """Write every student file; returns one line per target saying what happened."""
     root = root or KIT_ROOT
     notes = []
+    if (root / FULL_TABLE).exists():   # absent only in partial copies of the kit (tests)
+        state = _write(root / PUBLIC_TABLE, render_public_table(root))
+        notes.append(f"wrote {PUBLIC_TABLE} from {FULL_TABLE} ({state})")
     for target in targets:
         if not (root / target.solved).exists():
             if target.optional:
                 notes.append(f"skipped {target.student}: {target.solved} does not exist yet")
                 continue
             raise FileNotFoundError(root / target.solved)
-        text = render(target, root)
-        dst = root / target.student
-        before = dst.read_bytes() if dst.exists() else None
-        data = text.encode("utf-8")
-        dst.write_bytes(data)
-        state = "unchanged" if before == data else ("updated" if before is not None else "created")
+        state = _write(root / target.student, render(target, root))
         notes.append(f"wrote {target.student} from {target.solved} ({state})")
     return notes
 
@@ -74,6 +91,13 @@ def check_kit(root: Path | None = None, targets: tuple[Target, ...] = TARGETS) -
     """One line per student file that is missing, out of date or leaking; empty when all is well."""
     root = root or KIT_ROOT
     problems = []
+    public = root / PUBLIC_TABLE
+    if not (root / FULL_TABLE).exists():
+        pass
+    elif not public.exists():
+        problems.append(f"{PUBLIC_TABLE}: missing; run `python -m autograder release`")
+    elif public.read_bytes() != render_public_table(root).encode("utf-8"):
+        problems.append(f"{PUBLIC_TABLE}: out of date with {FULL_TABLE} (run `python -m autograder release`)")
     for target in targets:
         if not (root / target.solved).exists():
             if target.optional:
