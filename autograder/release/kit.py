@@ -48,7 +48,8 @@ def render_public_table(root: Path | None = None) -> str:
     """The public table's text, generated from the kit's full table."""
     from autograder.spec import load_table
     from autograder.spec.public import render_public_toml
-    return render_public_toml(load_table((root or KIT_ROOT) / FULL_TABLE))
+    # Read afresh (not load_table's cache): the TA may have just edited the full table.
+    return render_public_toml(load_table.__wrapped__((root or KIT_ROOT) / FULL_TABLE))
 
 
 def _write(dst: Path, text: str) -> str:
