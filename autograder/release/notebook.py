@@ -10,7 +10,9 @@ Steps, each a function on one cell or one notebook:
 * :func:`clear_outputs` -- outputs, execution counts and run timings go;
   the rest of the metadata (tags included) stays;
 * :func:`add_helpers_cell` -- when a cell uses ``blank``/``blanks``, their
-  definitions go into a cell of their own just before it.
+  definitions go into a cell of their own just before it;
+* :func:`check_nbgrader_metadata` -- the released notebook's nbgrader cell
+  metadata must be what ``nbgrader validate`` accepts (checked, not repaired).
 """
 from __future__ import annotations
 
@@ -90,6 +92,57 @@ def add_helpers_cell(nb: NotebookNode) -> NotebookNode:
     return nb
 
 
+def nbgrader_metadata_problem(cell: NotebookNode) -> str | None:
+    """Why nbgrader would reject this cell's metadata, or None.
+
+    nbgrader's own validator when it is installed (it is a development
+    dependency); otherwise the rules it enforces that a hand edit breaks most
+    often: an id on every graded/solution/locked cell, points on a grade cell,
+    and a Markdown cell that is a solution cell exactly when it is a grade cell.
+    """
+    meta = cell.get("metadata", {}).get("nbgrader")
+    if meta is None:
+        return None
+    try:
+        from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+    except ImportError:
+        MetadataValidator = None
+    if MetadataValidator is not None:
+        try:
+            MetadataValidator().validate_cell(copy.deepcopy(cell))
+        except ValidationError as exc:
+            return str(exc).splitlines()[0]
+        except Exception as exc:   # jsonschema's error for a wrongly typed field
+            return f"invalid nbgrader metadata: {str(exc).splitlines()[0]}"
+        return None
+    grade, solution = meta.get("grade", False), meta.get("solution", False)
+    if (grade or solution or meta.get("locked", False)) and not meta.get("grade_id"):
+        return "nbgrader cell does not have a grade_id"
+    if grade and "points" not in meta:
+        return f"nbgrader cell {meta['grade_id']!r} does not have points"
+    if cell.cell_type == "markdown" and not meta.get("task", False) and grade != solution:
+        return (f"Markdown cell {meta.get('grade_id')!r} must be both a grade and a solution cell "
+                f"(grade={grade}, solution={solution})")
+    return None
+
+
+def check_nbgrader_metadata(nb: NotebookNode, name: str = "<notebook>") -> NotebookNode:
+    """Refuse to release a notebook whose nbgrader metadata ``nbgrader validate`` would reject."""
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(nb.cells):
+        problem = nbgrader_metadata_problem(cell)
+        if problem:
+            raise ReleaseError(f"{name}, cell {index}", None, f"nbgrader metadata: {problem}")
+        meta = cell.get("metadata", {}).get("nbgrader") or {}
+        if meta.get("grade") or meta.get("solution") or meta.get("locked"):
+            grade_id = meta.get("grade_id")
+            if grade_id in seen:
+                raise ReleaseError(f"{name}, cell {index}", None,
+                                   f"nbgrader metadata: grade_id {grade_id!r} is also used by cell {seen[grade_id]}")
+            seen[grade_id] = index
+    return nb
+
+
 def build_student_notebook_node(nb: NotebookNode, name: str = "<notebook>") -> NotebookNode:
     """A released copy of the solved notebook ``nb`` (``nb`` itself is not changed)."""
     nb = copy.deepcopy(nb)
@@ -99,7 +152,7 @@ def build_student_notebook_node(nb: NotebookNode, name: str = "<notebook>") -> N
             cell.source = release_code_cell(cell.source, where)
         elif cell.cell_type == "markdown":
             cell.source = drop_markdown_solutions(cell.source, where)
-    return add_helpers_cell(clear_outputs(nb))
+    return check_nbgrader_metadata(add_helpers_cell(clear_outputs(nb)), name)
 
 
 def notebook_text(nb: NotebookNode) -> str:
