@@ -1,0 +1,40 @@
+"""Drop from root to nobody with no capabilities left, and forbid regaining any."""
+from __future__ import annotations
+
+import os
+import signal
+
+from .syscalls import (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS,
+                       PR_SET_PDEATHSIG, prctl)
+
+NOBODY = 65534
+
+
+def _status() -> dict:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def drop_to_nobody() -> None:
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for c in range(last + 1):
+        prctl(PR_CAPBSET_DROP, c)
+    try:
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError:
+        pass                                  # kernels before 4.3 have no ambient set
+    os.setgroups([])
+    os.setresgid(NOBODY, NOBODY, NOBODY)
+    os.setresuid(NOBODY, NOBODY, NOBODY)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)   # setuid clears it
+    st = _status()
+    if os.getuid() != NOBODY or any(int(st[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")):
+        raise RuntimeError("privilege drop failed")
+
+
+def no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
