@@ -50,12 +50,13 @@ def _cmd_release(args: argparse.Namespace) -> int:
 def _cmd_grade(args: argparse.Namespace) -> int:
     from autograder.grade.batch import BatchError, grade_batch
     from autograder.grade.outputs import summary_text
+    from autograder.grade.sandbox import IsolationError
     from autograder.spec import RubricError
     try:
         results = grade_batch(args.path, args.out, jobs=args.jobs, timeout_s=args.timeout,
                               memory_mb=args.memory_mb, force=args.force, rubric_path=args.rubric,
-                              progress=not args.quiet)
-    except (BatchError, RubricError) as exc:
+                              progress=not args.quiet, isolation=args.isolation)
+    except (BatchError, RubricError, IsolationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.print_gradebook:
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--rubric", type=Path, default=RUBRIC_PATH, help="rubric TOML (default: the kit's)")
     grade.add_argument("--print-gradebook", action="store_true", help="print grades.csv when done")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.add_argument("--isolation", choices=("auto", "strict", "none"), default="auto",
+                       help="auto: every sandbox layer the machine offers, warn about missing ones; "
+                            "strict: refuse unless student code sees an allow-listed filesystem only; "
+                            "none: no sandbox layers (trusted code only)")
     grade.set_defaults(func=_cmd_grade)
 
     return parser

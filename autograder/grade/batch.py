@@ -53,6 +53,7 @@ class Submission:
     file: Path | None               # what to grade; None when nothing gradable was found
     folder: Path | None = None      # the student's own folder: links may not leave it
     problem: str = ""               # why ``file`` is None, for the student
+    problem_status: str = "missing"   # the status that goes with ``problem``
     notes: tuple[str, ...] = ()     # said in feedback (e.g. which file was graded)
     file_id: str = ""               # a safe, unique name for results/ and feedback/
     trusted_link: bool = False      # the instructor named this file: following its link is fine
@@ -139,7 +140,7 @@ def discover(path: Path, skip: tuple[Path, ...] = (), log=print) -> list[Submiss
             if entry.is_symlink():
                 if entry.name.endswith(".py") or entry.is_dir():
                     name = entry.name[:-3] if entry.name.endswith(".py") else entry.name
-                    found.append(Submission(name, None, problem=(
+                    found.append(Submission(name, None, problem_status="refused", problem=(
                         f"{entry.name} is a symbolic link; only files and folders handed in "
                         "themselves are graded")))
                 continue
@@ -214,7 +215,8 @@ def read_source(sub: Submission) -> bytes:
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if sub.trusted_link else os.O_NOFOLLOW)
         fd = os.open(file, flags)
     except OSError as exc:
-        raise Refused(f"{shown} could not be opened ({exc.strerror or exc})") from None
+        link = " (a symbolic link)" if os.path.islink(sub.file) else ""
+        raise Refused(f"{shown}{link} could not be opened ({exc.strerror or exc})") from None
     with os.fdopen(fd, "rb") as f:
         now = os.fstat(f.fileno())
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(now.st_mode):
@@ -294,7 +296,7 @@ def _save(out: Path, sub: Submission, graded: GradedSubmission, fp: str, rubric)
 
 def grade_batch(path: Path, out: Path, jobs: int = 2, timeout_s: float = 60.0,
                 memory_mb: int = 4096, force: bool = False, rubric_path: Path = RUBRIC_PATH,
-                progress: bool = True, log=print) -> list[dict]:
+                progress: bool = True, log=print, isolation: str = "auto") -> list[dict]:
     """Grade everything under ``path`` into ``out``; returns every student's results."""
     submissions = discover(path, skip=(out,), log=log)
     rubric = load_rubric(rubric_path)
@@ -303,7 +305,7 @@ def grade_batch(path: Path, out: Path, jobs: int = 2, timeout_s: float = 60.0,
 
     todo, not_gradable, done = [], [], {}
     for sub in submissions:
-        problem, status, source = sub.problem, "missing", None
+        problem, status, source = sub.problem, sub.problem_status, None
         if sub.file is not None:
             try:
                 source = read_source(sub)
@@ -311,7 +313,8 @@ def grade_batch(path: Path, out: Path, jobs: int = 2, timeout_s: float = 60.0,
                 problem, status = str(exc), "refused"
         fp = fingerprint(grader, source, problem)
         previous = None if force else outputs.read_result(out, sub.file_id)
-        if previous is not None and previous["extra_data"].get("fingerprint") == fp:
+        if (previous is not None and previous["extra_data"].get("fingerprint") == fp
+                and previous["extra_data"].get("student") == clean_text(sub.student)):
             done[sub.file_id] = previous
         elif source is None:
             not_gradable.append((sub, fp, status, problem or MISSING))
@@ -324,7 +327,8 @@ def grade_batch(path: Path, out: Path, jobs: int = 2, timeout_s: float = 60.0,
     for sub, fp, status, problem in not_gradable:
         done[sub.file_id] = _save(out, sub, failed(sub.student, status, problem, rubric), fp, rubric)
     if todo:
-        _grade_in_sandbox(todo, out, rubric, jobs, timeout_s, memory_mb, progress, log, done)
+        _grade_in_sandbox(todo, out, rubric, jobs, timeout_s, memory_mb, progress, log, done,
+                          isolation, path)
     results = [done[s.file_id] for s in submissions]
     try:
         outputs.write_gradebook(out, results)
@@ -333,7 +337,8 @@ def grade_batch(path: Path, out: Path, jobs: int = 2, timeout_s: float = 60.0,
     return results
 
 
-def _grade_in_sandbox(todo, out, rubric, jobs, timeout_s, memory_mb, progress, log, done) -> None:
+def _grade_in_sandbox(todo, out, rubric, jobs, timeout_s, memory_mb, progress, log, done,
+                      isolation="auto", submissions=None) -> None:
     from tqdm import tqdm
 
     from autograder.grade.expectations import build_expectations
@@ -341,11 +346,12 @@ def _grade_in_sandbox(todo, out, rubric, jobs, timeout_s, memory_mb, progress, l
 
     expectations = build_expectations(load_reference_solution())
     limits = Limits(timeout_s=timeout_s, memory_bytes=memory_mb * 1024 * 1024)
-    hidden = [out.resolve()]
+    hidden = [out.resolve()] + ([submissions.resolve()] if submissions else [])   # no child sees another's file
     # The checked bytes go to the sandbox from a private copy inside ``out`` (hidden from
     # every child), never from the student's path, which could be swapped for a link.
     sources = Path(tempfile.mkdtemp(prefix=".sources-", dir=out))
-    with Sandbox(job="autograder.grade.probe:run_probe", limits=limits, hidden_paths=hidden) as sandbox:
+    with Sandbox(job="autograder.grade.probe:run_probe", limits=limits, hidden_paths=hidden,
+                 isolation=isolation) as sandbox:
         if sandbox.warning:
             log(f"WARNING: {sandbox.warning}")
 

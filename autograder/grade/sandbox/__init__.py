@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from .landlock import landlock_abi
 from .limits import Limits
-from .parent import DEFAULT_PRELOAD, DISABLEABLE, REPO_ROOT, STATUSES, ChildResult, Sandbox
+from .parent import DEFAULT_PRELOAD, DISABLEABLE, REPO_ROOT, STATUSES, ChildResult, IsolationError, Sandbox
 
-__all__ = ["ChildResult", "DEFAULT_PRELOAD", "DISABLEABLE", "Limits", "REPO_ROOT", "STATUSES", "Sandbox",
-           "landlock_abi"]
+__all__ = ["ChildResult", "DEFAULT_PRELOAD", "DISABLEABLE", "IsolationError", "Limits", "REPO_ROOT",
+           "STATUSES", "Sandbox", "landlock_abi"]

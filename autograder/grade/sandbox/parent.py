@@ -26,6 +26,10 @@ DISABLEABLE = ("landlock", "mount", "pivot_root")
 _REFUSED = "sandbox refused to run: "
 
 
+class IsolationError(RuntimeError):
+    """isolation="strict" and this machine cannot give student code an allow-list view."""
+
+
 @dataclasses.dataclass
 class ChildResult:
     status: str              # one of STATUSES
@@ -189,7 +193,7 @@ class Sandbox:
         if probe.status != "ok":
             self.close()
             if probe.message.startswith(_REFUSED):
-                raise RuntimeError("sandbox: " + probe.message[len(_REFUSED):])
+                raise IsolationError("sandbox: " + probe.message[len(_REFUSED):])
             raise RuntimeError(f"sandbox self-test failed: {probe.message}\n{probe.output}")
         self.isolation = list(probe.isolation)
         if probe.warnings:
