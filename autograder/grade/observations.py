@@ -32,6 +32,8 @@ def parse_report(payload: bytes) -> dict:
         raise MalformedReport(f"report is not JSON: {exc}") from None
     except RecursionError:
         raise MalformedReport(f"report nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:   # e.g. an integer of more digits than Python converts
+        raise MalformedReport(f"report holds a value that cannot be read: {exc}") from None
     if not isinstance(report, dict):
         raise MalformedReport("report is not a JSON object")
     _check_depth(report)
