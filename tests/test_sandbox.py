@@ -1,19 +1,22 @@
 """The sandbox fork server: results, isolation, limits, clean-up, concurrency."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
 import time
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from autograder.grade.sandbox import REPO_ROOT, ChildResult, Limits, Sandbox, landlock_abi
+from autograder.grade.sandbox import REPO_ROOT, ChildResult, IsolationError, Limits, Sandbox, landlock_abi
 
 JOB = "tests.sandbox_jobs:call_main"
 LIMITS = Limits(timeout_s=3, memory_bytes=512 << 20)
@@ -319,3 +322,282 @@ def main(req):
         assert wait_gone(marker) == []
         assert s.run(f, b"hang").status == "timeout"
         assert wait_gone(marker) == []
+
+
+# ---------------------------------------------------------------- filesystem view, hiding, disk quota
+# Each mode switches layers off on a machine that has them, so every fallback runs here too.
+MODES = {
+    "auto": (),
+    "root-without-landlock": ("landlock",),        # Gradescope-like: root, no Landlock
+    "landlock-without-mount": ("mount",),          # no mount namespace: Landlock alone
+    "chroot-without-landlock": ("landlock", "pivot_root"),
+    "neither": ("landlock", "mount"),              # no allow-list possible: warn (auto), refuse (strict)
+}
+
+
+def can_unshare_mount() -> bool:
+    from autograder.grade.sandbox.syscalls import CLONE_NEWNS, unshare
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if unshare(CLONE_NEWNS) else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def expects_allow_list(disable) -> bool:
+    return ("mount" not in disable and can_unshare_mount()) or ("landlock" not in disable and landlock_abi() >= 1)
+
+
+@pytest.fixture(scope="module")
+def planted(fake_repo):
+    """World-readable secrets where no fixed deny-list looks (/opt), and a class's submissions
+    twice: in an ordinary folder, and inside /usr where the child must be able to read."""
+    if os.geteuid() != 0:
+        pytest.skip("planting world-readable files under /opt and /usr/local needs root")
+    tag = uuid.uuid4().hex[:8]
+    opt, usr = Path(f"/opt/kit-test-{tag}"), Path(f"/usr/local/share/kit-test-{tag}")
+    for root in (opt, usr):
+        (root / "submissions" / "bob").mkdir(parents=True)
+        (root / "submissions" / "bob" / "resnet50_skeleton.py").write_text(f"BOB_{tag} = 1\n")
+        (root / "submissions" / "alice.py").write_text(f"ALICE_{tag} = 1\n")
+    (opt / "secret").write_text(f"OPT_SECRET_{tag}\n")
+    for p in [opt, usr, *opt.rglob("*"), *usr.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    yield {"tag": tag, "opt": opt, "subs": opt / "submissions", "usr_subs": usr / "submissions",
+           "hidden": [fake_repo, opt / "submissions", usr / "submissions"]}
+    shutil.rmtree(opt)
+    shutil.rmtree(usr)
+
+
+@pytest.fixture(scope="module", params=list(MODES), ids=list(MODES))
+def mode_sb(request, planted):
+    disable = MODES[request.param]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        s = Sandbox(job=JOB, preload=(), limits=LIMITS, hidden_paths=planted["hidden"], disable=disable)
+    with s:
+        yield request.param, disable, s
+
+
+PROBE_ACCESS = """
+import json, os
+def main(req):
+    paths = json.loads(req)
+    seen = {}
+    for p in paths['read']:
+        try:
+            if os.path.isdir(p):
+                os.listdir(p)
+            else:
+                open(p, 'rb').read(64)
+            seen[p] = 'READ'
+        except OSError as e:
+            seen[p] = type(e).__name__
+    for d in paths['write']:
+        p = os.path.join(d, 'kit-test-written')
+        try:
+            with open(p, 'w') as f:
+                f.write('x')
+            os.unlink(p)
+            seen[p] = 'WROTE'
+        except OSError as e:
+            seen[p] = type(e).__name__
+    return json.dumps(seen).encode()
+"""
+
+
+def test_filesystem_view_is_an_allow_list_in_every_mode(mode_sb, planted, student):
+    name, disable, s = mode_sb
+    subs, usr_subs = planted["subs"], planted["usr_subs"]
+    reads = [str(planted["opt"] / "secret"), str(planted["opt"]), str(subs), str(subs / "alice.py"),
+             str(subs / "bob" / "resnet50_skeleton.py"), str(usr_subs), str(usr_subs / "alice.py"),
+             str(usr_subs / "bob" / "resnet50_skeleton.py"), str(REPO_ROOT / "solutions" / "resnet50_skeleton.py"),
+             str(REPO_ROOT / "autograder"), "/root", "/home", "/var/log", "/etc/shadow", "/etc/hostname"]
+    writes = [str(planted["opt"]), "/tmp", "/var/tmp", "/dev/shm", str(REPO_ROOT)]
+    r = s.run(student(PROBE_ACCESS), json.dumps({"read": reads, "write": writes}).encode())
+    assert r.status == "ok", r.message + r.output
+    seen = json.loads(r.payload)
+    leaked = {p for p, v in seen.items() if v in ("READ", "WROTE")}
+    if not expects_allow_list(disable):
+        # The fallback is honest: it says so, and what it says is true.
+        assert s.warning and "no filesystem isolation" in s.warning
+        assert str(planted["opt"] / "secret") in leaked
+        return
+    usr_visible = {p for p in leaked if p.startswith(str(usr_subs))}
+    assert leaked == usr_visible, leaked
+    if any(layer.startswith("allow-list root") for layer in s.isolation):
+        assert not usr_visible                # covered inside the new root
+        assert "scratch tmpfs" in " ".join(s.isolation)
+    else:
+        # Landlock alone cannot carve a hole in /usr: the sandbox must say the folder is visible.
+        assert usr_visible and s.warning and f"cannot hide {usr_subs}" in s.warning
+    assert s.warning is None or "no filesystem isolation" not in s.warning
+
+
+def test_layers_reported_per_mode(mode_sb):
+    name, disable, s = mode_sb
+    joined = " ".join(s.isolation)
+    if "landlock" in disable:
+        assert "landlock" not in joined
+    if "mount" in disable:
+        assert "allow-list root" not in joined and "mount" not in joined
+        assert s.warning and "no disk quota" in s.warning
+    elif can_unshare_mount():
+        how = "chroot" if "pivot_root" in disable else "pivot_root"
+        assert f"allow-list root ({how})" in joined
+        assert "uid nobody" in joined and "no disk quota" not in (s.warning or "")
+
+
+def test_strict_refuses_without_an_allow_list(planted):
+    with pytest.raises(IsolationError, match="strict.*no filesystem isolation"):
+        Sandbox(job=JOB, preload=(), limits=LIMITS, isolation="strict", disable=("landlock", "mount"))
+
+
+def test_strict_refuses_when_a_hidden_folder_stays_visible(planted):
+    if landlock_abi() < 1:
+        pytest.skip("needs Landlock (the view without a mount namespace)")
+    with pytest.raises(IsolationError, match=f"cannot hide {planted['usr_subs']}"):
+        Sandbox(job=JOB, preload=(), limits=LIMITS, isolation="strict", disable=("mount",),
+                hidden_paths=planted["hidden"])
+
+
+@pytest.mark.parametrize("disable", [(), ("landlock",), ("mount",)], ids=["auto", "no-landlock", "no-mount"])
+def test_strict_starts_with_an_allow_list(disable, student):
+    if not expects_allow_list(disable):
+        pytest.skip("this machine offers no allow-list in this mode (test_strict_refuses... covers it)")
+    with Sandbox(job=JOB, preload=(), limits=LIMITS, isolation="strict", disable=disable) as s:
+        assert s.run(student("def main(req):\n    return b'strict ok'\n"), b"").payload == b"strict ok"
+        assert "no filesystem isolation" not in (s.warning or "")
+
+
+# Ways students fill a disk: the issue's big files, appends, preallocation, many tiny files,
+# deep folders, and a shell command writing on the student's behalf.
+FILL_DISK = """
+import json, os, subprocess, time
+def fill(how):
+    if how == 'big-files':
+        for i in range(12):
+            with open(f'chunk{i}.bin', 'wb') as f:
+                f.write(b'x' * (4 << 20))
+    elif how == 'append':
+        with open('log.txt', 'a') as f:
+            for _ in range(50000):
+                f.write('y' * 1000)
+                f.flush()
+    elif how == 'fallocate':
+        fd = os.open('pre.bin', os.O_CREAT | os.O_WRONLY)
+        os.posix_fallocate(fd, 0, 48 << 20)
+    elif how == 'tiny-files':
+        for i in range(20000):
+            open(f't{i}', 'w').close()
+    elif how == 'deep-folders':
+        for i in range(200):
+            os.makedirs(f'd{i}/a/b', exist_ok=True)
+            with open(f'd{i}/a/b/w.bin', 'wb') as f:
+                f.write(b'z' * (256 << 10))
+    elif how == 'shell':
+        p = subprocess.run(['sh', '-c', 'head -c 50000000 /dev/zero > out.bin'], capture_output=True)
+        if b'No space left' in p.stderr:
+            raise OSError(28, p.stderr.decode())
+        return p.returncode
+def main(req):
+    try:
+        fill(req.decode())
+        err = None
+    except OSError as e:
+        err = e.errno
+    used = 0
+    for d, _, files in os.walk('.'):
+        for f in files:
+            used += os.lstat(os.path.join(d, f)).st_blocks * 512
+    st = os.statvfs('.')
+    time.sleep(0.3)   # the grader looks at its own disk meanwhile
+    return json.dumps({'errno': err, 'used': used, 'size': st.f_blocks * st.f_frsize,
+                       'files': len(os.listdir('.'))}).encode()
+"""
+
+
+@pytest.mark.parametrize("how", ["big-files", "append", "fallocate", "tiny-files", "deep-folders", "shell"])
+def test_disk_quota(sb, student, how):
+    if not any(layer.startswith("scratch tmpfs") for layer in sb.isolation):
+        assert sb.warning and "no disk quota" in sb.warning
+        pytest.skip("no mount namespace on this machine: no quota (warned, as asserted)")
+    cap = 16 << 20
+    base = Path(sb._zyg.base)
+    peak, stop = [0], threading.Event()
+
+    def watch_host_disk():
+        while not stop.is_set():
+            total = 0
+            for d, _, files in os.walk(base):
+                for f in files:
+                    try:
+                        total += os.lstat(os.path.join(d, f)).st_blocks * 512
+                    except OSError:
+                        pass
+            peak[0] = max(peak[0], total)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch_host_disk)
+    watcher.start()
+    try:
+        r = sb.run(student(FILL_DISK), how.encode(),
+                   Limits(timeout_s=20, memory_bytes=512 << 20, scratch_bytes=cap))
+    finally:
+        stop.set()
+        watcher.join()
+    assert r.status == "ok", r.message + r.output
+    got = json.loads(r.payload)
+    assert got["errno"] == errno.ENOSPC, got
+    assert got["size"] == cap and got["used"] <= cap, got
+    assert peak[0] < 64 << 10, f"the grader's /tmp grew by {peak[0]} bytes"
+    assert list(base.iterdir()) == []
+
+
+def test_student_file_is_in_the_scratch_and_readable(sb, student):
+    f = student("import os, json\nSOURCE = open(__file__).read()\n"
+                "def main(req):\n    st = os.statvfs('.')\n"
+                "    return json.dumps({'len': len(SOURCE), 'size': st.f_blocks * st.f_frsize,"
+                " 'mine': os.stat('resnet50_skeleton.py').st_uid == os.getuid()}).encode()\n")
+    r = sb.run(f, b"", Limits(timeout_s=5, memory_bytes=512 << 20, scratch_bytes=8 << 20))
+    assert r.status == "ok", r.message + r.output
+    got = json.loads(r.payload)
+    assert got["len"] == len(f.read_text()) and got["mine"]
+    if any(layer.startswith("scratch tmpfs") for layer in sb.isolation):
+        assert got["size"] == 8 << 20
+
+
+def test_batch_hides_other_submissions_from_each_student(planted, tmp_path):
+    """Through the real batch: eve's code reads bob's file and the /opt secret and prints
+    what it got into her own feedback."""
+    from autograder.grade.batch import grade_batch
+    subs, tag = planted["subs"], planted["tag"]
+    eve = subs / "eve"
+    eve.mkdir()
+    try:
+        (eve / "resnet50_skeleton.py").write_text(
+            "import os\n"
+            f"for p in [{str(subs / 'bob' / 'resnet50_skeleton.py')!r}, {str(subs / 'alice.py')!r},\n"
+            f"          {str(planted['opt'] / 'secret')!r}, {str(subs)!r}]:\n"
+            "    try:\n"
+            "        print('GOT', p, os.listdir(p) if os.path.isdir(p) else open(p).read())\n"
+            "    except OSError as e:\n"
+            "        print('DENIED', p, type(e).__name__)\n")
+        eve.chmod(0o755)
+        (eve / "resnet50_skeleton.py").chmod(0o644)
+        out = tmp_path / "out"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            grade_batch(subs, out, jobs=1, timeout_s=60, progress=False, log=lambda *a: None)
+    finally:
+        shutil.rmtree(eve)
+    written = "\n".join(p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
+    assert "DENIED" in written                # eve's output does reach her feedback ...
+    for marker in (f"BOB_{tag}", f"ALICE_{tag}", f"OPT_SECRET_{tag}", "GOT"):
+        assert marker not in written          # ... but nothing she should not see
+
+
+def test_cli_passes_isolation():
+    from autograder.cli import build_parser
+    args = build_parser().parse_args(["grade", "subs", "--out", "o", "--isolation", "strict"])
+    assert args.isolation == "strict"
+    assert build_parser().parse_args(["grade", "subs", "--out", "o"]).isolation == "auto"

@@ -25,11 +25,12 @@ from .framing import frame, write_all
 from .landlock import landlock_abi, restrict
 from .limits import apply_memory_limit, apply_process_limits
 from .namespaces import enter_new_namespaces, kill_descendants
-from .privileges import NOBODY, drop_to_nobody, no_new_privs
+from .privileges import NOBODY, drop_capabilities_keep_root, drop_to_nobody, no_new_privs
 from .syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 
 STUDENT_FILE = "resnet50_skeleton.py"
-LANDLOCK_READ = (*filesystem.SYSTEM_DIRS, "/etc", "/proc", *filesystem.SYS_DIRS, "/sys/fs/cgroup")
+LANDLOCK_READ = (*filesystem.SYSTEM_DIRS, *(f"/etc/{name}" for name in filesystem.ETC_ENTRIES + ("passwd", "group")),
+                 "/proc", *filesystem.SYS_DIRS)
 LANDLOCK_DEVICES = tuple(f"/dev/{name}" for name in filesystem.DEV_NODES)
 
 
@@ -59,7 +60,8 @@ def c2_setup(cfg: dict, run: dict, ns: set) -> tuple[list[str], list[str]]:
     disable = set(cfg["disable"])
     pydirs = filesystem.python_dirs(cfg["repo_root"])
     hidden = [cfg["repo_root"], *cfg["hidden_paths"]]
-    owner = NOBODY if isolate and os.geteuid() == 0 else os.geteuid()
+    may_drop = isolate and os.geteuid() == 0
+    owner = NOBODY if may_drop else os.geteuid()     # who the job will run as, owning the temp dir
     root_ok = scratch_ok = False
     exposed: list[str] = []
     if isolate and "mount" in ns:
@@ -77,16 +79,23 @@ def c2_setup(cfg: dict, run: dict, ns: set) -> tuple[list[str], list[str]]:
                 scratch_ok = True
             except OSError:
                 pass
+    nobody_ok = root_ok or all(filesystem.readable_by_nobody(d) for d in pydirs)
+    if may_drop and not root_ok:
+        owner = NOBODY if nobody_ok else 0
+        os.chown(rundir, owner, owner)
     _write_student_file(rundir, run["source"], owner)
     apply_process_limits(lim)
     os.chdir(rundir)
     os.environ.update(HOME=rundir, TMPDIR=rundir, CUDA_VISIBLE_DEVICES="")
-    if isolate and os.geteuid() == 0:
-        if root_ok or all(filesystem.readable_by_nobody(d) for d in pydirs):
+    if may_drop:
+        if nobody_ok:
             drop_to_nobody()
             layers += ["uid nobody", "capabilities dropped"]
         else:
-            warns.append("the child stays root with its capabilities: nobody cannot read the "
+            # capset acts on one thread; after fork this child has only one.
+            drop_capabilities_keep_root()
+            layers.append("capabilities dropped (uid 0 kept)")
+            warns.append("the child keeps uid 0 (without capabilities): user nobody cannot read the "
                          "Python installation and there is no mount namespace to expose it")
     landlock_ok = False
     if isolate:
@@ -96,7 +105,7 @@ def c2_setup(cfg: dict, run: dict, ns: set) -> tuple[list[str], list[str]]:
             abi = restrict(pydirs + list(LANDLOCK_READ), [rundir], LANDLOCK_DEVICES)
             landlock_ok = True
             layers.append(f"landlock abi {abi} (read: python prefixes, site-packages, /usr, /lib*, "
-                          f"/etc, /proc, /dev/null,/dev/urandom; write: temp dir; no TCP"
+                          f"a few /etc files, /proc, /dev/null,/dev/urandom; write: temp dir; no TCP"
                           f"{'; scoped signals+abstract sockets' if abi >= 6 else ''})")
             if not root_ok:
                 reads = pydirs + list(LANDLOCK_READ)

@@ -83,7 +83,7 @@ def _mount_point(new_root: str, path: str, is_dir: bool) -> str:
         if last and not is_dir:
             os.close(os.open(here, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
         else:
-            os.mkdir(here, 0o755)
+            os.mkdir(here, 0o711)             # passable, not listable: /root shows no names
     return here
 
 
@@ -165,7 +165,7 @@ def build_allow_list_root(rundir: str, pydirs: list[str], hidden: list[str], lim
         else:
             where = os.path.join(new_root, h.lstrip("/"))
             if os.path.isdir(h):
-                mount("tmpfs", where, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,nr_inodes=1")
+                mount("tmpfs", where, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,nr_inodes=1,mode=000")
             else:
                 mount("/dev/null", where, None, MS_BIND)
             covered.append(h)
