@@ -149,7 +149,7 @@ def discover(path: Path, skip: tuple[Path, ...] = (), log=print) -> list[Submiss
                     log(clean_text(f"skipping {full}: it is a grader output folder, not a student"))
                     continue
                 file, problem, notes = _find_in_folder(full)
-                found.append(Submission(entry.name, file, full, problem, notes))
+                found.append(Submission(entry.name, file, full, problem=problem, notes=notes))
             elif entry.name.endswith(".py"):
                 loose.append(full)
         folders = {s.student for s in found}
