@@ -20,8 +20,7 @@ def _kit_root_on_path() -> None:
 def _cmd_table(args: argparse.Namespace) -> int:
     _kit_root_on_path()
     from autograder.check.report import print_reference_table
-    print_reference_table()
-    return 0
+    return print_reference_table()
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
@@ -63,6 +62,23 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         print((args.out / "grades.csv").read_text(encoding="utf-8"), end="")
     print(summary_text(results))
     print(f"wrote {args.out / 'grades.csv'}, {args.out / 'results'}/, {args.out / 'feedback'}/")
+    return 0
+
+
+def _cmd_similarity(args: argparse.Namespace) -> int:
+    from autograder.similarity.extract import SimilarityError
+    from autograder.similarity.run import similarity_report
+    try:
+        report = similarity_report(args.path, args.out, grades=args.grades, top=args.top, jobs=args.jobs,
+                                   progress=not args.quiet)
+    except SimilarityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    compared = len(report.students) - len(report.listed)
+    print(f"{len(report.students)} submissions: {compared} compared, {len(report.listed)} listed and not compared")
+    for pair in [p for p in report.pairs[:5] if p.score > 0]:
+        print(f"  {pair.score:.3f}  {pair.a}  {pair.b}")
+    print("wrote " + ", ".join(str(f) for f in report.files))
     return 0
 
 
@@ -112,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "strict: refuse unless student code sees an allow-listed filesystem only; "
                             "none: no sandbox layers (trusted code only)")
     grade.set_defaults(func=_cmd_grade)
+
+    similarity = sub.add_parser("similarity", help="rank pairs of submissions by what they share beyond the "
+                                                   "assignment's own code (a reason to look, not a verdict)")
+    similarity.add_argument("path", type=Path, help="the submissions, in the same layout as for grade")
+    similarity.add_argument("--out", type=Path, required=True,
+                            help="output folder (similarity.csv, similarity.md, similarity.png)")
+    similarity.add_argument("--grades", type=Path, metavar="GRADING_OUT",
+                            help="the --out folder of a grade run: the same rare deductions raise a pair's score")
+    similarity.add_argument("--top", type=_positive(int), default=10,
+                            help="pairs shown with their shared code in similarity.md (default 10)")
+    similarity.add_argument("--jobs", type=_positive(int), default=min(2, os.cpu_count() or 1),
+                            help="processes reading the files (default 2)")
+    similarity.add_argument("--quiet", action="store_true", help="no progress bar")
+    similarity.set_defaults(func=_cmd_similarity)
 
     return parser
 

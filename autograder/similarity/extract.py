@@ -1,0 +1,190 @@
+"""Step 0: find the submissions (the same layout and student names as ``grade``),
+read each file without running it, and tell apart the files worth comparing
+from those only listed (missing, unreadable, empty, the untouched skeleton).
+
+Also the weak evidence a file carries besides its code: its own comments and
+oddities of its layout.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograder.grade.batch import STUDENT_FILE, BatchError, Refused, Submission, discover, read_source
+from autograder.similarity.normalise import Tokens, Vocabulary, analyse, code_tokens, comments
+
+KIT_ROOT = Path(__file__).resolve().parents[2]
+SKELETON_PATH = KIT_ROOT / STUDENT_FILE
+SOLUTION_PATH = KIT_ROOT / "solutions" / STUDENT_FILE
+# Not compared, only listed: why.
+MISSING, UNREADABLE, EMPTY, UNTOUCHED = "missing", "unreadable", "empty", "untouched skeleton"
+PARALLEL_FROM = 40          # fewer files than this are read in this process (starting workers costs more)
+
+
+class SimilarityError(Exception):
+    """A problem with the command's own input (bad path, empty folder, unwritable output)."""
+
+
+@dataclass
+class StudentFile:
+    student: str
+    path: Path | None
+    source: str = ""
+    tree_tokens: Tokens | None = None      # None: the file does not parse
+    text_tokens: Tokens | None = None
+    comments: list[tuple[int, str]] = field(default_factory=list)
+    layout: frozenset[str] = frozenset()
+    skipped: str = ""            # why it is listed and not compared ("" when compared)
+    detail: str = ""
+
+    @property
+    def compared(self) -> bool:
+        return not self.skipped
+
+    @property
+    def tokens(self) -> Tokens:
+        """The tokens it is compared by: from the tree, or as text when it does not parse."""
+        return self.tree_tokens if self.tree_tokens is not None else self.text_tokens
+
+    @property
+    def shown_path(self) -> str:
+        if self.path is None:
+            return self.student
+        return f"{self.student}/{self.path.name}" if self.path.parent.name == self.student else self.path.name
+
+
+@dataclass(frozen=True)
+class Boilerplate:
+    """What every submission may contain without it meaning anything."""
+    vocab: Vocabulary
+    sources: tuple[str, ...]          # the skeleton, the solution and the accepted variants of it
+    skeleton_tokens: tuple[str, ...]
+    comments: frozenset[str]
+
+
+def _decode(data: bytes) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def accepted_variants(solution: str) -> list[str]:
+    """Forms the grader gives full credit that the rewrites in ``normalise`` do not
+    reach: a ReLU after the addition, as a module or as a function."""
+    add = "return out + identity"
+    module = solution.replace("        self.downsample = downsample\n",
+                              "        self.downsample = downsample\n        self.relu = nn.ReLU(inplace=True)\n", 1)
+    variants = [module.replace(add, "return self.relu(out + identity)")]
+    for call in ("nn.functional.relu", "F.relu", "torch.relu"):
+        variants.append(solution.replace(add, f"return {call}(out + identity)"))
+    return variants
+
+
+def load_boilerplate(skeleton_path: Path = SKELETON_PATH, solution_path: Path = SOLUTION_PATH) -> Boilerplate:
+    try:
+        skeleton = skeleton_path.read_text(encoding="utf-8")
+        solution = solution_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SimilarityError(f"cannot read the kit's {exc.filename}: {exc.strerror}") from None
+    vocab = Vocabulary.from_sources(skeleton, solution)
+    sources = (skeleton, solution, *accepted_variants(solution))
+    kit_comments = frozenset(_comment_key(c) for s in sources for _, c in comments(s))
+    return Boilerplate(vocab, sources, tuple(code_tokens(skeleton, vocab).texts), kit_comments)
+
+
+def _comment_key(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def layout_features(source: str) -> frozenset[str]:
+    """Habits of layout that survive copy and paste: indentation, spacing, line ends."""
+    lines = source.split("\n")
+    code = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    features = set()
+    indents = {len(ln) - len(ln.lstrip(" ")) for ln in code if ln.startswith(" ")}
+    if any(ln.startswith("\t") for ln in code):
+        features.add("tab indentation")
+    unit = min(indents) if indents else 4
+    if unit not in (0, 4):
+        features.add(f"{unit}-space indentation")
+    if sum(1 for ln in lines if ln != ln.rstrip()) >= 3:
+        features.add("trailing spaces")
+    if sum(len(re.findall(r",\S", ln)) for ln in code) >= 5:
+        features.add("no space after commas")
+    if sum(len(re.findall(r"\w = \w", ln)) for ln in code if "(" in ln and "def " not in ln) >= 3:
+        features.add("spaces around keyword '='")
+    if sum(1 for ln in code if ln.rstrip().endswith(";")) >= 2:
+        features.add("semicolons at line ends")
+    if sum(1 for ln in code if len(ln) > 110) >= 3:
+        features.add("long lines")
+    if re.search(r"\n\n\n\n\n", source):
+        features.add("runs of 4+ blank lines")
+    return frozenset(features)
+
+
+def read_submission(sub: Submission) -> StudentFile:
+    """One submission's text (never imported), or why it cannot be compared."""
+    found = StudentFile(sub.student, sub.file)
+    if sub.file is None:
+        found.skipped, found.detail = MISSING, sub.problem or f"no {STUDENT_FILE}"
+        return found
+    try:
+        found.source = _decode(read_source(sub))
+    except Refused as exc:
+        found.skipped, found.detail = UNREADABLE, str(exc)
+        return found
+    if not found.source.strip():
+        found.skipped, found.detail = EMPTY, "the file is empty"
+    return found
+
+
+_worker_vocab: Vocabulary | None = None
+
+
+def _start_worker(vocab: Vocabulary) -> None:
+    global _worker_vocab
+    _worker_vocab = vocab
+
+
+def _analyse(source: str, vocab: Vocabulary | None = None):
+    tree, text, found_comments = analyse(source, vocab or _worker_vocab)
+    return tree, text, found_comments, layout_features(source)
+
+
+def analyse_students(students: list[StudentFile], boilerplate: Boilerplate, jobs: int = 1,
+                     progress: Callable = lambda it, **kw: it) -> None:
+    """Tokenise every readable file (in ``jobs`` processes for a large class) and
+    set aside the empty ones and untouched skeletons."""
+    todo = [s for s in students if s.compared]
+    if jobs > 1 and len(todo) >= PARALLEL_FROM:
+        # fork: the workers need nothing but the vocabulary, and no student code runs anywhere
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                 initargs=(boilerplate.vocab,)) as pool:
+            results = pool.map(_analyse, [s.source for s in todo], chunksize=8)
+            results = list(progress(results, total=len(todo), desc="reading", unit="file"))
+    else:
+        results = [_analyse(s.source, boilerplate.vocab)
+                   for s in progress(todo, desc="reading", unit="file")]
+    for student, (tree, text, found_comments, layout) in zip(todo, results):
+        student.tree_tokens, student.text_tokens = tree, text
+        student.comments = [(line, key) for line, key in
+                            ((line, _comment_key(c)) for line, c in found_comments)
+                            if len(key) >= 3 and key not in boilerplate.comments]
+        student.layout = layout
+        if not text.texts:
+            student.skipped, student.detail = EMPTY, "the file holds only comments"
+        elif tree is not None and tuple(tree.texts) == boilerplate.skeleton_tokens:
+            student.skipped, student.detail = UNTOUCHED, "the released skeleton with nothing filled in"
+
+
+def find_students(path: Path, skip: tuple[Path, ...] = ()) -> list[StudentFile]:
+    """Every submission under ``path``, named and ordered as ``grade`` names them."""
+    try:
+        submissions = discover(path, skip=skip, log=lambda message: None)
+    except BatchError as exc:
+        raise SimilarityError(str(exc)) from None
+    return [read_submission(sub) for sub in submissions]

@@ -1,0 +1,95 @@
+"""Step 2: k-grams of normalised tokens, and what in each file is the student's own.
+
+Every run of ``K`` consecutive tokens is hashed. A token is *boilerplate* when
+some k-gram around it also occurs in the kit's own files (the released
+skeleton, the solution and its accepted variants); the other tokens are the
+student's *own*: what they wrote that nobody had to write. Only own tokens
+count as evidence later.
+
+All k-grams are kept (a file has about a thousand tokens), so the matching is
+exact; ``winnow`` is the MOSS selection, used by the plain baseline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autograder.similarity.normalise import Tokens, code_tokens, text_tokens
+
+K = 12                      # tokens per k-gram: about one statement such as ``conv3x3(V, V, 2, 1),``
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)   # odd: the polynomial hash wraps modulo 2**64
+
+
+class TokenIds:
+    """Token text -> a 64-bit number, the same for every file of one run (Python's
+    string hash: every file is fingerprinted in this one process)."""
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return np.fromiter(map(hash, texts), dtype=np.int64, count=len(texts)).view(np.uint64)
+
+
+def kgram_hashes(ids: np.ndarray, k: int = K) -> np.ndarray:
+    """The hash of every k consecutive ids (empty when there are fewer than k)."""
+    count = len(ids) - k + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    hashes = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for offset in range(k):
+            hashes = hashes * _MULTIPLIER + ids[offset:offset + count]
+    return hashes
+
+
+def winnow(hashes: np.ndarray, window: int) -> np.ndarray:
+    """MOSS's winnowing: the smallest hash of every ``window`` consecutive k-grams."""
+    if len(hashes) <= window:
+        return np.unique(hashes[:1] if len(hashes) == 0 else hashes[[hashes.argmin()]])
+    views = np.lib.stride_tricks.sliding_window_view(hashes, window)
+    picked = views.argmin(axis=1) + np.arange(len(views))
+    return np.unique(hashes[np.unique(picked)])
+
+
+@dataclass
+class Fingerprint:
+    """One file's k-grams: the own-token mask and, per k-gram not in the kit, its positions."""
+    hashes: np.ndarray                  # hash of the k-gram starting at each token
+    own: np.ndarray                     # bool per token: not covered by any boilerplate k-gram
+    own_bits: int                       # the same as a Python int (bit i = token i)
+    positions: dict[int, list[int]]     # non-boilerplate hash -> start positions
+
+    @property
+    def own_count(self) -> int:
+        return int(self.own.sum())
+
+    def own_cover(self, hash_value: int, k: int = K) -> int:
+        """Bits of the own tokens inside the k-grams with this hash."""
+        bits = 0
+        window = (1 << k) - 1
+        for start in self.positions.get(hash_value, ()):
+            bits |= window << start
+        return bits & self.own_bits
+
+
+def boilerplate_hashes(sources, vocab, token_ids: TokenIds, k: int = K) -> np.ndarray:
+    """Sorted hashes of every k-gram of the kit's files, as the tree sees them and as text."""
+    found = []
+    for source in sources:
+        for tokens in (code_tokens(source, vocab), text_tokens(source, vocab)):
+            found.append(kgram_hashes(token_ids(tokens.texts), k))
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
+
+
+def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k: int = K) -> Fingerprint:
+    hashes = kgram_hashes(token_ids(tokens.texts), k)
+    in_kit = np.isin(hashes, boilerplate, assume_unique=False)
+    covered = np.convolve(in_kit.astype(np.int32), np.ones(k, dtype=np.int32))[:len(tokens.texts)] > 0
+    if len(hashes) == 0:
+        covered = np.zeros(len(tokens.texts), dtype=bool)
+    own = ~covered
+    own_bits = int.from_bytes(np.packbits(own, bitorder="little").tobytes(), "little")
+    positions: dict[int, list[int]] = {}
+    starts = np.flatnonzero(~in_kit)
+    for hash_value, start in zip(hashes[starts].tolist(), starts.tolist()):
+        positions.setdefault(hash_value, []).append(start)
+    return Fingerprint(hashes, own, own_bits, positions)

@@ -1,0 +1,182 @@
+"""Step 4: what the instructor reads: similarity.csv, similarity.md, similarity.png."""
+from __future__ import annotations
+
+import csv
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from autograder.grade.outputs import clean_text, write_atomic
+from autograder.similarity.extract import StudentFile
+from autograder.similarity.score import SCALE, Fragment, PairScore
+
+CSV_HEADER = ["student_a", "student_b", "score", "shared_fragments", "shared_rare_deductions"]
+FRAGMENTS_SHOWN = 6          # per pair in similarity.md
+LINES_SHOWN = 30             # per side of a fragment
+COLUMN_WIDTH = 72            # characters per side in the side-by-side view
+NAMED_AXES_UP_TO = 60        # students named on the heatmap's axes up to this class size
+
+
+def write_csv(out: Path, pairs: list[PairScore]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for pair in pairs:
+        writer.writerow([clean_text(pair.a), clean_text(pair.b), f"{pair.score:.3f}", len(pair.fragments),
+                         len(pair.shared_deductions)])
+    path = out / "similarity.csv"
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def _shown(line: str, width: int) -> str:
+    """A student's line, safe inside a fenced block and cut to ``width``."""
+    text = "".join(ch if ch.isprintable() else " " for ch in clean_text(line.rstrip().replace("\t", "    ")))
+    return text if len(text) <= width else text[:width - 1] + "~"
+
+
+def _side_by_side(a: StudentFile, b: StudentFile, fragment: Fragment) -> list[str]:
+    """The two stretches in two columns of one fenced block, each line with its number."""
+    a_lines, b_lines = a.source.split("\n"), b.source.split("\n")
+    left = list(range(fragment.a_lines[0], fragment.a_lines[1] + 1))[:LINES_SHOWN]
+    right = list(range(fragment.b_lines[0], fragment.b_lines[1] + 1))[:LINES_SHOWN]
+    width = COLUMN_WIDTH
+
+    def column(numbers: list[int], lines: list[str], k: int) -> str:
+        if k >= len(numbers) or numbers[k] > len(lines):
+            return ""
+        return f"{numbers[k]:>4} {_shown(lines[numbers[k] - 1], width - 5)}"
+
+    rows = ["~~~text",
+            f"{_shown(a.shown_path, width - 12) + ' ' + _span(fragment.a_lines):<{width}} | "
+            f"{_shown(b.shown_path, width - 12)} {_span(fragment.b_lines)}",
+            f"{'-' * width} | {'-' * width}"]
+    for k in range(max(len(left), len(right))):
+        rows.append(f"{column(left, a_lines, k):<{width}} | {column(right, b_lines, k)}".rstrip())
+    return rows + ["~~~"]
+
+
+def _span(lines: tuple[int, int]) -> str:
+    return f"line {lines[0]}" if lines[0] == lines[1] else f"lines {lines[0]}-{lines[1]}"
+
+
+def _md(text: str) -> str:
+    """Student-controlled text made safe for a Markdown table cell."""
+    return html.escape(clean_text(text)).replace("|", "&#124;").replace("\n", " ")
+
+
+def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grades_used: bool) -> str:
+    compared = [s for s in students if s.compared]
+    listed = [s for s in students if not s.compared]
+    by_name = {s.student: s for s in compared}
+    lines = ["# Similarity report", "",
+             f"{len(students)} submissions: {len(compared)} compared ({len(pairs)} pairs), "
+             f"{len(listed)} listed below and not compared.", "",
+             "A score (0 to 1) measures how much two files share that the assignment did not make "
+             "everyone write: the student's own code (after renaming is undone), weighted by how rare "
+             "it is in this class, then shared rare comments and layout habits"
+             + (", and the same rare deductions in the grade run" if grades_used else "")
+             + f". About {SCALE:g} shared own tokens give 0.63. **A high score is a reason to look at "
+             "the two files, not a verdict.**", ""]
+    shown = [p for p in pairs[:top] if p.score > 0]
+    if not compared or len(compared) == 1:
+        lines += ["Nothing to compare: fewer than two submissions hold code of their own.", ""]
+    elif not shown:
+        lines += ["No pair shares anything rare: every pair scores 0.", ""]
+    else:
+        lines += [f"## Top {len(shown)} pairs", "",
+                  "| # | student_a | student_b | score | shared fragments | shared rare deductions |",
+                  "|---|---|---|---|---|---|"]
+        for rank, pair in enumerate(shown, 1):
+            lines.append(f"| {rank} | {_md(pair.a)} | {_md(pair.b)} | {pair.score:.3f} | {len(pair.fragments)} "
+                         f"| {len(pair.shared_deductions)} |")
+        lines.append("")
+        for rank, pair in enumerate(shown, 1):
+            a, b = by_name[pair.a], by_name[pair.b]
+            lines += [f"## {rank}. {_md(pair.a)} and {_md(pair.b)}: {pair.score:.3f}", "",
+                      f"- own code shared: {pair.code_evidence:.0f} tokens (rarity-weighted) "
+                      f"in {len(pair.fragments)} fragment(s)"
+                      + ("" if a.tree_tokens is not None and b.tree_tokens is not None
+                         else "; compared as text: one of the files does not parse")]
+            if pair.shared_deductions:
+                lines.append("- the same rare deductions: " + "; ".join(_md(d) for d in pair.shared_deductions))
+            if pair.shared_comments:
+                lines.append("- the same comments: " + "; ".join(f"\"{_md(c)}\"" for c in pair.shared_comments[:8]))
+            if pair.shared_layout:
+                lines.append("- the same layout habits: " + ", ".join(pair.shared_layout))
+            lines.append("")
+            for number, fragment in enumerate(pair.fragments[:FRAGMENTS_SHOWN], 1):
+                lines += [f"### Fragment {number}: {_md(a.shown_path)} {_span(fragment.a_lines)}, "
+                          f"{_md(b.shown_path)} {_span(fragment.b_lines)} ({fragment.own_tokens} own tokens)", ""]
+                lines += _side_by_side(a, b, fragment)
+                lines.append("")
+            if len(pair.fragments) > FRAGMENTS_SHOWN:
+                lines += [f"... and {len(pair.fragments) - FRAGMENTS_SHOWN} more fragment(s).", ""]
+    if listed:
+        lines += ["## Listed, not compared", "", "| student | why |", "|---|---|"]
+        lines += [f"| {_md(s.student)} | {s.skipped}: {_md(s.detail)} |" for s in listed]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_markdown(out: Path, students, pairs, top: int, grades_used: bool) -> Path:
+    path = out / "similarity.md"
+    write_atomic(path, markdown(students, pairs, top, grades_used))
+    return path
+
+
+def cluster_order(names: list[str], pairs: list[PairScore]) -> list[str]:
+    """Names ordered so that students linked by high scores sit together: clusters
+    merged from the highest score down (single linkage), each kept contiguous."""
+    cluster = {name: [name] for name in names}
+    owner = {name: name for name in names}
+    for pair in pairs:                    # highest first
+        if pair.score <= 0:
+            break
+        a, b = owner[pair.a], owner[pair.b]
+        if a != b:
+            cluster[a] += cluster.pop(b)
+            for name in cluster[a]:
+                owner[name] = a
+    groups = sorted(cluster.values(), key=lambda g: (-len(g), g[0]))
+    return [name for group in groups for name in group]
+
+
+def write_heatmap(out: Path, students: list[StudentFile], pairs: list[PairScore]) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [s.student for s in students if s.compared]
+    order = cluster_order(names, pairs)
+    index = {name: i for i, name in enumerate(order)}
+    matrix = np.full((len(order), len(order)), np.nan)
+    for pair in pairs:
+        i, j = index[pair.a], index[pair.b]
+        matrix[i, j] = matrix[j, i] = pair.score
+    side = min(12.0, 4.0 + 0.18 * len(order))
+    figure = Figure(figsize=(side + 1.5, side))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    if len(order) < 2:
+        axes.text(0.5, 0.5, "fewer than two submissions to compare", ha="center", va="center")
+        axes.set_axis_off()
+    else:
+        image = axes.imshow(matrix, vmin=0, vmax=1, cmap="magma_r", interpolation="nearest")
+        figure.colorbar(image, ax=axes, label="similarity score")
+        if len(order) <= NAMED_AXES_UP_TO:
+            labels = [clean_text(n) for n in order]
+            axes.set_xticks(range(len(order)), labels, rotation=90, fontsize=7)
+            axes.set_yticks(range(len(order)), labels, fontsize=7)
+        else:
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_xlabel(f"{len(order)} students, ordered so that clusters sit together")
+    axes.set_title("Similarity between submissions (clusters together)")
+    figure.tight_layout()
+    path = out / "similarity.png"
+    tmp = out / ".similarity.png.tmp"
+    figure.savefig(tmp, format="png", dpi=100)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,75 @@
+"""``python -m autograder similarity SUBMISSIONS --out DIR``: the steps in order."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.similarity.deductions import load_deductions
+from autograder.similarity.extract import (SimilarityError, StudentFile, analyse_students, find_students,
+                                           load_boilerplate)
+from autograder.similarity.fingerprint import TokenIds, boilerplate_hashes, fingerprint
+from autograder.similarity.report import write_csv, write_heatmap, write_markdown
+from autograder.similarity.score import PairScore, score_pairs
+
+
+@dataclass
+class SimilarityReport:
+    students: list[StudentFile]
+    pairs: list[PairScore]           # highest score first
+    files: list[Path]                # similarity.csv, .md, .png
+
+    @property
+    def listed(self) -> list[StudentFile]:
+        return [s for s in self.students if not s.compared]
+
+
+def _prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SimilarityError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+def _progress(enabled: bool):
+    from tqdm import tqdm
+
+    def wrap(iterable, **kwargs):
+        return tqdm(iterable, file=sys.stderr, disable=not enabled, leave=False, **kwargs)
+    return wrap
+
+
+def similarity_report(path: Path, out: Path, grades: Path | None = None, top: int = 10, jobs: int = 2,
+                      progress: bool = False) -> SimilarityReport:
+    """Compare every submission under ``path`` with every other; write the report into ``out``."""
+    path, out = Path(path), Path(out)
+    if not path.exists():
+        raise SimilarityError(f"{path} does not exist")
+    if grades is not None and not Path(grades).is_dir():
+        raise SimilarityError(f"--grades {grades} is not a folder (give the --out folder of a grade run)")
+    _prepare_out(out)
+    deductions = load_deductions(Path(grades)) if grades is not None else None
+    boilerplate = load_boilerplate()
+    bar = _progress(progress)
+
+    students = find_students(path, skip=(out,))
+    analyse_students(students, boilerplate, jobs=jobs, progress=bar)
+    compared = [s for s in students if s.compared]
+
+    token_ids = TokenIds()
+    kit = boilerplate_hashes(boilerplate.sources, boilerplate.vocab, token_ids)
+    tree_prints = [fingerprint(s.tree_tokens, token_ids, kit) if s.tree_tokens is not None else None
+                   for s in compared]
+    text_prints = [fingerprint(s.text_tokens, token_ids, kit) for s in compared]
+    pairs = score_pairs(compared, tree_prints, text_prints, deductions, progress=bar)
+
+    try:
+        files = [write_csv(out, pairs),
+                 write_markdown(out, students, pairs, top, grades_used=deductions is not None),
+                 write_heatmap(out, students, pairs)]
+    except OSError as exc:
+        raise SimilarityError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+    return SimilarityReport(students, pairs, files)
