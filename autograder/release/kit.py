@@ -1,8 +1,9 @@
 """Which files of this kit are released where, and the two verbs on them.
 
-:func:`release_kit` writes the student files; :func:`check_kit` regenerates them
-in memory and reports each one that differs from the committed copy (drift) or
-holds solution text (a leak). Generation is deterministic, so "differs" means
+:func:`release_kit` writes the student files and the public slide table;
+:func:`check_kit` regenerates them in memory and reports each one that differs
+from the committed copy (drift) or holds solution text (a leak), then scans
+every file of the student zip for the answer key. Generation is deterministic, so "differs" means
 someone edited the solved source without releasing, or edited the copy by hand.
 """
 from __future__ import annotations
@@ -119,4 +120,7 @@ def check_kit(root: Path | None = None, targets: tuple[Target, ...] = TARGETS) -
             reasons.append(f"leaks {len(leaks)} solution line(s), first at {leaks[0]}")
         if reasons:
             problems.append(f"{target.student}: " + "; ".join(reasons))
+    if (root / FULL_TABLE).exists():   # a whole kit (not a partial copy): scan what the zip would hold
+        from autograder.release.bundle import bundle_problems
+        problems += bundle_problems(root)
     return problems
