@@ -52,6 +52,9 @@ def bundle_members(root: Path = KIT_ROOT) -> list[tuple[str, Path | bytes]]:
     members.append(("autograder/spec/__init__.py", PUBLIC_SPEC_INIT.encode("utf-8")))
     members += [(name, root / name) for name in PUBLIC_SPEC_FILES]
     for package in PUBLIC_PACKAGES:
+        if not (root / package).is_dir():   # reported as missing when the zip is built
+            members.append((f"{package}/__init__.py", root / package / "__init__.py"))
+            continue
         for path in sorted((root / package).iterdir()):
             if path.is_file() and path.suffix == ".py":
                 members.append((f"{package}/{path.name}", path))
