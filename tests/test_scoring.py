@@ -30,12 +30,14 @@ def graded(report, expectations, rubric):
 def test_rubric_defaults_add_up_to_105(rubric):
     assert [p for p in rubric] == list(PART_IDS)
     assert sum(p.points for p in rubric.values()) == 105
-    assert rubric["Q2a"].checks["layer2_blocks"] == 12
+    # Q2a: 20 points on the 25 blanks, 5 on what the stem and forward() compute (rubric.toml says why)
+    assert rubric["Q2a"].points == 25 and rubric["Q2a"].checks["layer2_blocks"] == 9
+    assert rubric["Q2a"].checks["stem_function"] == 3 and rubric["Q2a"].checks["forward"] == 2
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace("points = 25", "points = 26"), "add up to"),
-    (lambda t: t.replace("avgpool = 2 }", "avg_pool = 2 }"), "exactly these checks"),
+    (lambda t: t.replace("avgpool = 2,", "avg_pool = 2,"), "exactly these checks"),
     (lambda t: t.replace("[parts.Q2c]", "[parts.Q2x]"), r"no \[parts\.Q2c\]"),
     (lambda t: t + "\n[[[", "cannot read"),
 ])
@@ -113,13 +115,23 @@ def test_import_failures_become_statuses(expectations, rubric):
 
 
 def test_forward_hint_only_when_loaded_weights_give_wrong_outputs(expectations, rubric):
-    """Weights that do not fit are a state_dict problem, not a forward() problem."""
+    """Weights that do not fit are a state_dict problem, not a forward() problem;
+    the outputs are still compared (a partial load that computes the reference's
+    values keeps the function points)."""
     report = copy.deepcopy(expectations.reference)
     for case in ("plain_table", "plain_same_width"):
         report["q1"][case]["load"] = {"how": "partial", "loaded": 0}
     function = next(c for c in graded(report, expectations, rubric).checks
                     if c.part == "Q1b" and c.check == "function")
-    assert function.score == 0
+    assert function.score == function.max_score
+
+    for case in ("plain_table", "plain_same_width"):
+        out = report["q1"][case]["outputs"]["eval"]
+        out["b64"] = base64.b64encode((decode_array(out) * 2).astype(np.float32).tobytes()).decode()
+    function = next(c for c in graded(report, expectations, rubric).checks
+                    if c.part == "Q1b" and c.check == "function")
+    assert function.score == 4
+    assert all("fit this block only partly" in d for d in function.deductions)
     assert not any("forward()" in n for n in function.notes)
 
     report = copy.deepcopy(expectations.reference)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,17 @@ def _stage_inputs(table: Table, generator: torch.Generator) -> dict[str, torch.T
     return inputs
 
 
+def _stage_sizes(table: Table) -> dict[str, dict[str, list[int]]]:
+    """Each stage's input and output size, for the stand-in stages that check how
+    forward() wires them (fc receives the flattened avgpool output)."""
+    sizes = {}
+    for stage in table.stages:
+        given = list(table.stage_input_size(stage.name))
+        sizes[stage.name] = {"in": [math.prod(given)] if stage.name == "fc" else given,
+                             "out": list(stage.output_size)}
+    return sizes
+
+
 @dataclass
 class Expectations:
     table: Table
@@ -80,7 +92,8 @@ def build_expectations(reference_module=None, table: Table | None = None) -> Exp
     _randomize_batchnorm(model.layer1, generator)
     weights = {k: v.clone() for k, v in model.state_dict().items()
                if k.startswith(("layer1.", "fc."))}
-    request = {"q1": q1, "q2": {"state_dict": weights, "inputs": _stage_inputs(table, generator)}}
+    request = {"q1": q1, "q2": {"state_dict": weights, "inputs": _stage_inputs(table, generator),
+                                "stage_sizes": _stage_sizes(table)}}
     buffer = io.BytesIO()
     torch.save(request, buffer)
     request_bytes = buffer.getvalue()

@@ -8,11 +8,13 @@ every field of this report before using it (see ``observations.py``).
 
 Request (from the trusted parent, ``torch.save`` bytes, tensors only):
   q1: list of {name, args, input, state_dict}   -- ResidualBlock cases
-  q2: {state_dict, inputs: {stage: tensor}}      -- stem/fc weights, stage inputs
+  q2: {state_dict, inputs: {stage: tensor},     -- stem/fc weights, stage inputs,
+       stage_sizes: {stage: {in, out}}}         -- sizes for the stand-in stages
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import inspect
 import io
@@ -24,7 +26,9 @@ import torch
 import torch.nn as nn
 
 from autograder.check.describe import count_parameters, observe_sizes
-from autograder.grade.stub_block import RecordingBlock, plain_value
+from autograder.grade.stub_block import (OPEN_BLANK_FIELD, OpenBlank, OpenValue, RecordingBlock,
+                                         StageStandIn, blank_text, blocks_stood_in, open_blank_in,
+                                         plain_value, recorded_args)
 
 STUDENT_FILE = "resnet50_skeleton.py"
 REPORT_VERSION = 1
@@ -67,38 +71,106 @@ def attempt(fn, *args):
         return None, describe_error(exc)
 
 
+# ---- blanks left open -------------------------------------------------------------
+OPENED: list[dict] = []   # the blanks the student's code reached, in order
+
+
+def _caller_line() -> int | None:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(STUDENT_FILE) and frame.f_code.co_name not in BLANK_HELPERS:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def _opened(text: str) -> str:
+    OPENED.append({"text": text, "line": _caller_line()})
+    return text
+
+
+def tolerant_blank(what):
+    return OpenBlank(_opened(blank_text(what)))
+
+
+def tolerant_blanks(n, what):
+    count = n if isinstance(n, int) and 0 < n <= 64 else 1
+    text = _opened(blank_text(what, count))
+    return [OpenValue(text) for _ in range(count)]
+
+
+def tolerant_reject_blank_defaults(*values):
+    for value in values:
+        text = blank_default_text(value)
+        if text:
+            _opened(text)
+
+
+def blank_default_text(value) -> str | None:
+    """The student file's blank_default(...) object -> what is missing, else None."""
+    what = getattr(value, "what", None) if "blank" in type(value).__name__.lower() else None
+    return blank_text(what) if isinstance(what, str) else None
+
+
+def install_blank_recorders(student) -> None:
+    """Placeholders that record the open blank and let the model build on."""
+    for name, replacement in (("blank", tolerant_blank), ("blanks", tolerant_blanks),
+                              ("reject_blank_defaults", tolerant_reject_blank_defaults)):
+        if callable(getattr(student, name, None)):
+            setattr(student, name, replacement)
+
+
+def opened_since(start: int) -> list[dict]:
+    return [dict(entry) for entry in OPENED[start:]]
+
+
 # ---- describing modules ----------------------------------------------------------
+BATCHNORM_SETTINGS = ("eps", "momentum", "affine", "track_running_stats")
+
+
 def describe_module(module: nn.Module) -> dict:
+    recorded = recorded_args(module)
+    if recorded is not None:
+        info = {"type": "RecordingBlock", "class": type(module).__name__, "args": dict(recorded)}
+        if recorded.get(OPEN_BLANK_FIELD):
+            info["open_blank"] = recorded[OPEN_BLANK_FIELD]
+        return info
+    if isinstance(module, OpenBlank):
+        return {"type": "OpenBlank", "open_blank": module.blank}
     kind = type(module).__name__
     info: dict = {"type": kind}
     if isinstance(module, nn.Conv2d):
-        info.update(in_channels=module.in_channels, out_channels=module.out_channels,
-                    kernel_size=list(module.kernel_size), stride=list(module.stride),
-                    padding=pair(module.padding),
-                    bias=module.bias is not None)
+        info.update(in_channels=plain_value(module.in_channels), out_channels=plain_value(module.out_channels),
+                    kernel_size=pair(module.kernel_size), stride=pair(module.stride),
+                    padding=pair(module.padding), dilation=pair(module.dilation),
+                    groups=plain_value(module.groups), bias=module.bias is not None)
     elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
-        info.update(num_features=module.num_features)
+        info.update(num_features=plain_value(module.num_features))
+        info.update({k: plain_value(getattr(module, k, None)) for k in BATCHNORM_SETTINGS})
     elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         info.update(kernel_size=pair(module.kernel_size), stride=pair(module.stride),
                     padding=pair(module.padding))
     elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         info.update(output_size=pair(module.output_size))
     elif isinstance(module, nn.Linear):
-        info.update(in_features=module.in_features, out_features=module.out_features)
-    elif isinstance(module, RecordingBlock):
-        info.update(args=module.recorded_args)
+        info.update(in_features=plain_value(module.in_features), out_features=plain_value(module.out_features))
+    blank = next((open_blank_in(v) for v in vars(module).values() if open_blank_in(v)), None)
+    if blank:
+        info["open_blank"] = blank
     return info
 
 
 def pair(value):
     """A pooling/conv size as [h, w] (ints as given twice); anything odd as text."""
+    if open_blank_in(value):
+        return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return [value, value]
+        return [int(value), int(value)]
     if value is None:
         return None
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return list(value)
+        return [int(v) for v in value]
     return repr(value)[:60]
 
 
@@ -111,6 +183,38 @@ def leaf_modules(module: nn.Module) -> list[dict]:
     return leaves
 
 
+def contained_modules(module: nn.Module) -> list[nn.Module]:
+    """A module's direct children as registered, repeats included (``children()``
+    would show a block object used twice only once)."""
+    return [m for m in module._modules.values() if isinstance(m, nn.Module)]
+
+
+def describe_children(stage: nn.Module) -> list[dict]:
+    described, first_index = [], {}
+    for i, child in enumerate(contained_modules(stage)):
+        info = describe_module(child)
+        if id(child) in first_index:
+            info["same_as"] = first_index[id(child)]
+        else:
+            first_index[id(child)] = i
+        described.append(info)
+    return described
+
+
+def has_own_forward(module: nn.Module) -> bool:
+    return getattr(type(module), "forward", None) is not nn.Module.forward
+
+
+def run_stage(module: nn.Module, x):
+    """A stage's output: its forward, or -- for a container without one
+    (nn.ModuleList looped over in the model's forward) -- its children in order."""
+    if has_own_forward(module):
+        return module(x)
+    for child in contained_modules(module):
+        x = child(x)
+    return x
+
+
 def shapes_of(state_dict) -> dict:
     return {k: list(v.shape) for k, v in state_dict.items()}
 
@@ -118,15 +222,20 @@ def shapes_of(state_dict) -> dict:
 def load_matching(module: nn.Module, weights: dict) -> dict:
     """Load reference weights into the student's module through its state_dict.
 
-    By key where keys and shapes agree; when the keys differ but the tensors
-    line up one to one in order with the same shapes (say, convs written out
-    flat instead of with conv1x1), by position.
+    By key where every reference key is there with its shape (keys of the
+    student's own on top are left as built, and listed); when the keys differ
+    but the tensors line up one to one in order with the same shapes (say,
+    convs written out flat instead of with conv1x1), by position; otherwise
+    whatever fits by key. The caller compares outputs in every case.
     """
     own = module.state_dict()
     by_key = {k: v for k, v in weights.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-    if len(by_key) == len(own) == len(weights):
-        module.load_state_dict(by_key, strict=True)
-        return {"how": "by_key", "loaded": len(by_key)}
+    if len(by_key) == len(weights):
+        module.load_state_dict(by_key, strict=False)
+        extra = [k for k in own if k not in weights]
+        if not extra:
+            return {"how": "by_key", "loaded": len(by_key)}
+        return {"how": "by_key_extra", "loaded": len(by_key), "extra": extra[:20]}
     own_items, ref_items = list(own.items()), list(weights.items())
     if len(own_items) == len(ref_items) and all(
             tuple(a.shape) == tuple(b.shape) for (_, a), (_, b) in zip(own_items, ref_items)):
@@ -136,13 +245,13 @@ def load_matching(module: nn.Module, weights: dict) -> dict:
     return {"how": "partial", "loaded": len(by_key)}
 
 
-def run_both_modes(module: nn.Module, x: torch.Tensor) -> dict:
+def run_both_modes(module: nn.Module, x: torch.Tensor, run=None) -> dict:
     """Outputs in eval mode, then in train mode (batch statistics)."""
     outputs = {}
     with torch.no_grad():
         for mode in ("eval", "train"):
             module.train(mode == "train")
-            value, error = attempt(module, x.clone())
+            value, error = attempt(run or module, *((module, x.clone()) if run else (x.clone(),)))
             outputs[mode] = encode_tensor(value) if isinstance(value, torch.Tensor) else (
                 error or {"type": "TypeError", "message": f"forward returned {type(value).__name__}",
                           "line": None})
@@ -151,7 +260,10 @@ def run_both_modes(module: nn.Module, x: torch.Tensor) -> dict:
 
 # ---- the questions -----------------------------------------------------------------
 def probe_block(student, case: dict) -> dict:
+    start = len(OPENED)
     block, error = attempt(lambda: student.ResidualBlock(*case["args"]))
+    if len(OPENED) > start:
+        return {"open_blanks": opened_since(start)}
     if error:
         return {"error": error}
     report = {
@@ -166,59 +278,160 @@ def probe_block(student, case: dict) -> dict:
     return report
 
 
+STAGE_NAMES = ("layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
+
+
 def probe_model_with_stub_blocks(student, request: dict) -> dict:
-    """Q2: ResNet50_layer4 built with RecordingBlock in place of ResidualBlock."""
+    """Q2: ResNet50_layer4 built with stand-ins in place of ResidualBlock."""
     report: dict = {}
     default = inspect.signature(student.ResNet50_layer4.__init__).parameters.get("num_classes")
-    report["num_classes_default"] = (plain_value(default.default)
-                                     if default is not None and default.default is not inspect.Parameter.empty
-                                     else None)
-    student.ResidualBlock = RecordingBlock
-    # An explicit num_classes: the default is a blank of its own, graded above.
-    model, error = attempt(build_model, student)
-    if error:
-        report["error"] = error
-        return report
+    if default is not None and default.default is not inspect.Parameter.empty:
+        report["num_classes_default"] = plain_value(default.default)
+        if blank_default_text(default.default):
+            report["num_classes_default_blank"] = blank_default_text(default.default)
+    else:
+        report["num_classes_default"] = None
+    block_class = getattr(student, "ResidualBlock", None)
+    stand_ins = blocks_stood_in(block_class) if isinstance(block_class, type) else contextlib.nullcontext()
+    with stand_ins:
+        start = len(OPENED)
+        # An explicit num_classes: the default is a blank of its own, graded above.
+        built, error = attempt(build_model, student)
+        model, init_error = built if built else (None, None)
+        report["open_blanks"] = opened_since(start)
+        if error or model is None:
+            report["error"] = error or {"type": "TypeError", "message": "no model", "line": None}
+            return report
+        if init_error:
+            report["init_error"] = init_error
+        observe_model(model, request, report)
+    return report
+
+
+def observe_model(model: nn.Module, request: dict, report: dict) -> None:
     report["modules"] = {name: describe_module(m) for name, m in model.named_modules()
                          if name and name.count(".") <= 1}
     report["stage_children"] = {
-        stage: [describe_module(child) for child in getattr(model, stage).children()]
+        stage: describe_children(getattr(model, stage))
         for stage in ("layer1", "layer2", "layer3", "layer4")
         if isinstance(getattr(model, stage, None), nn.Module)
     }
-    sizes, error = observe_sizes(model, MODEL_PATHS)
+    sizes, error = observe_stage_sizes(model)
     report["sizes"] = {k: list(v) for k, v in sizes.items()}
     report["sizes_error"] = describe_error(error) if error else None
     loaded, error = attempt(load_matching, model, request["state_dict"])
     report["load"] = loaded or {"how": "failed", "loaded": 0, "error": error}
     report["stage_outputs"] = {}
     for stage, x in request["inputs"].items():
-        module = model if stage == "model" else getattr(model, stage, None)
+        if stage == "model":
+            report["stage_outputs"][stage] = run_both_modes(model, x)
+            continue
+        module = getattr(model, stage, None)
         if not isinstance(module, nn.Module):
             report["stage_outputs"][stage] = {"missing": True}
             continue
-        report["stage_outputs"][stage] = run_both_modes(module, x)
-    return report
+        report["stage_outputs"][stage] = run_both_modes(module, x, run_stage)
+    if "stage_sizes" in request and "model" in request["inputs"]:
+        report["wiring"] = run_wiring(model, request["stage_sizes"], request["inputs"]["model"])
+
+
+def observe_stage_sizes(model: nn.Module):
+    """observe_sizes, with a forward-less container stage measured at its last child."""
+    paths, alias = list(MODEL_PATHS), {}
+    for stage in STAGE_NAMES:
+        module = getattr(model, stage, None)
+        if isinstance(module, nn.Module) and not has_own_forward(module):
+            names = [k for k, v in module._modules.items() if isinstance(v, nn.Module)]
+            if names:
+                alias[f"{stage}.{names[-1]}"] = stage
+                paths.append(f"{stage}.{names[-1]}")
+    sizes, error = observe_sizes(model, paths)
+    for path, stage in alias.items():
+        if path in sizes and stage not in sizes:
+            sizes[stage] = sizes[path]
+    return sizes, error
+
+
+def run_wiring(model: nn.Module, stage_sizes: dict, x: torch.Tensor) -> dict:
+    """The student's own forward() with every stage replaced by a stand-in of
+    the table's sizes: what forward() does with the stages, and nothing else.
+    A stage held in a container stays a container of the same length, so code
+    that loops over it or indexes it still runs."""
+    saved = {}
+    for name, sizes in stage_sizes.items():
+        original = model._modules.get(name, _ABSENT)
+        saved[name] = (original, model.__dict__.get(name, _ABSENT))
+        stand_in = StageStandIn(name, sizes["in"], sizes["out"])
+        if isinstance(original, (nn.Sequential, nn.ModuleList)) and len(original) > 0:
+            fill = [stand_in] + [nn.Identity() for _ in range(len(original) - 1)]
+            stand_in = type(original)(*fill) if isinstance(original, nn.Sequential) else nn.ModuleList(fill)
+        model._modules[name] = stand_in
+        model.__dict__.pop(name, None)
+    try:
+        model.eval()
+        with torch.no_grad():
+            value, error = attempt(model, x.clone())
+    finally:
+        for name, (original, plain) in saved.items():
+            if original is _ABSENT:
+                model._modules.pop(name, None)
+            else:
+                model._modules[name] = original
+            if plain is not _ABSENT:
+                model.__dict__[name] = plain
+    if isinstance(value, torch.Tensor):
+        return {"eval": encode_tensor(value)}
+    return {"eval": error or {"type": "TypeError", "message": f"forward returned {type(value).__name__}",
+                              "line": None}}
+
+
+_ABSENT = object()
 
 
 def build_model(student):
+    """(model, None), or -- when __init__ raised after nn.Module.__init__ -- the
+    partly built model and the error: what was assigned before it is graded."""
+    cls = student.ResNet50_layer4
     try:
-        inspect.signature(student.ResNet50_layer4).bind(num_classes=10)
-    except TypeError:
-        return student.ResNet50_layer4()
-    return student.ResNet50_layer4(num_classes=10)
+        inspect.signature(cls).bind(num_classes=10)
+        kwargs = {"num_classes": 10}
+    except (TypeError, ValueError):
+        kwargs = {}
+    model = cls.__new__(cls)
+    if not isinstance(model, cls):
+        return cls(**kwargs), None
+    try:
+        model.__init__(**kwargs)
+    except MemoryError:
+        raise
+    except BaseException as exc:
+        if not isinstance(model.__dict__.get("_modules"), dict):
+            raise
+        _, error = attempt(_reraise, exc)
+        return model, error
+    return model, None
+
+
+def _reraise(exc):
+    raise exc
 
 
 def probe_full_model(student) -> dict:
     """The model with the student's own blocks, on the meta device: keys and
     shapes without paying for a random init of 14.7M weights. (Output sizes come
     from the stand-in model, where a wrong Q1 cannot hide them.)"""
+    start = len(OPENED)
     with torch.device("meta"):
-        model, error = attempt(build_model, student)
-    if error:
-        return {"error": error}
-    report = {"state_dict": shapes_of(model.state_dict()), "parameters": count_parameters(model),
-              "stage_parameters": {n: count_parameters(m) for n, m in model.named_children()}}
+        built, error = attempt(build_model, student)
+    report: dict = {}
+    if len(OPENED) > start:
+        report["open_blanks"] = opened_since(start)
+    if error or built[1]:
+        report["error"] = error or built[1]
+        return report
+    model = built[0]
+    report.update({"state_dict": shapes_of(model.state_dict()), "parameters": count_parameters(model),
+                   "stage_parameters": {n: count_parameters(m) for n, m in model.named_children()}})
     return report
 
 
@@ -251,13 +464,12 @@ def probe_module(student, request: dict) -> dict:
     has_block = isinstance(getattr(student, "ResidualBlock", None), type)
     has_model = isinstance(getattr(student, "ResNet50_layer4", None), type)
     report["has"] = {"ResidualBlock": has_block, "ResNet50_layer4": has_model}
+    install_blank_recorders(student)
     if has_block:
         report["q1"] = {case["name"]: probe_block(student, case) for case in request["q1"]}
     if has_model:
-        real_block = getattr(student, "ResidualBlock", None)
         report["full"] = probe_full_model(student)
         report["q2"] = probe_model_with_stub_blocks(student, request["q2"])
-        student.ResidualBlock = real_block
     return report
 
 
@@ -289,4 +501,6 @@ def warm_up() -> None:
     torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
     observe_sizes(Tiny(), ["layer1", "fc"], (3, 8, 8))
     RecordingBlock(4, 2, 4, True)(torch.zeros(1, 4, 4, 4))
+    StageStandIn("warm", [4, 4, 4], [2, 2, 2])(torch.zeros(1, 4, 4, 4))
+    StageStandIn("warm", [4], [2])(torch.zeros(1, 4))
     json.dumps(encode_tensor(torch.zeros(2)))

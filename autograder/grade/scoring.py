@@ -13,7 +13,7 @@ from autograder.grade.expectations import Expectations
 from autograder.grade.observations import (MalformedReport, error_text, field as report_field,
                                            parse_report, shapes_field)
 from autograder.grade.parts import CheckResult
-from autograder.grade.parts.q1_residual_block import grade_q1
+from autograder.grade.parts.q1_residual_block import grade_q1, open_blank_texts
 from autograder.grade.parts.q2a_blanks import grade_q2a
 from autograder.grade.parts.q2bc_layers import grade_stage
 from autograder.spec import PART_IDS, Part
@@ -55,7 +55,10 @@ def informational_checks(student: dict, reference: dict, table) -> list[CheckRes
     checks = []
     sizes = CheckResult("Q2a", "sizes", "(0 points) output sizes against the slide table", 0, 0)
     q2 = report_field(student, "q2", dict, None)
-    if q2 and "sizes" in q2:
+    q2_blanks = open_blank_texts(q2) if q2 else []
+    if q2_blanks:
+        sizes.deductions.append(blanks_summary(q2_blanks))
+    elif q2 and "sizes" in q2:
         got = report_field(q2, "sizes", dict)
         for path, want in reference["q2"]["sizes"].items():
             found = got.get(path)
@@ -68,7 +71,10 @@ def informational_checks(student: dict, reference: dict, table) -> list[CheckRes
 
     ckpt = CheckResult("Q2a", "checkpoint", "(0 points) the provided checkpoint loads with strict=True", 0, 0)
     full = report_field(student, "full", dict, None)
-    if full is None or "error" in full:
+    full_blanks = open_blank_texts(full) if full else []
+    if full_blanks:
+        ckpt.deductions.append(blanks_summary(full_blanks))
+    elif full is None or "error" in full:
         ckpt.deductions.append("ResNet50_layer4() with your ResidualBlock could not be built"
                                + (f": {error_text(full['error'])}" if full else ""))
     else:
@@ -87,6 +93,11 @@ def informational_checks(student: dict, reference: dict, table) -> list[CheckRes
                     ckpt.deductions.append(f"  {name}: {shown} parameters, reference {count:,}")
     checks.append(ckpt)
     return checks
+
+
+def blanks_summary(blanks: list[str]) -> str:
+    more = f" and {len(blanks) - 1} more" if len(blanks) > 1 else ""
+    return f"not checked: {blanks[0]}{more}"
 
 
 def grade_report(student_id: str, payload: bytes, expectations: Expectations, rubric: dict[str, Part],

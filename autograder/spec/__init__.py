@@ -143,7 +143,8 @@ PART_IDS = ("Q1a", "Q1b", "Q2a", "Q2b", "Q2c")
 PART_CHECKS = {
     "Q1a": ("structure", "state_dict", "function"),
     "Q1b": ("structure", "state_dict", "function"),
-    "Q2a": ("num_classes_default", "stem_conv", "stem_maxpool", "layer2_blocks", "fc", "avgpool"),
+    "Q2a": ("num_classes_default", "stem_conv", "stem_maxpool", "stem_function", "layer2_blocks",
+            "fc", "avgpool", "forward"),
     "Q2b": ("blocks", "function"),
     "Q2c": ("blocks", "function"),
 }

@@ -14,7 +14,7 @@ import numpy as np
 from autograder.check.report import format_key_diff
 from autograder.grade.expectations import BLOCK_CASES, BlockCase
 from autograder.check.describe import shape_diff
-from autograder.grade.observations import decode_array, error_text, field, shapes_field
+from autograder.grade.observations import decode_array, error_text, field, shapes_field, text
 from autograder.grade.parts import CheckResult, proportional
 from autograder.spec import BlockSpec, Part, Table
 
@@ -25,6 +25,16 @@ BRANCH = {"Q1a": "downsample branch", "Q1b": "plain branch"}
 def block_name(case: BlockCase) -> str:
     a, m, o, d = case.args
     return f"ResidualBlock({a}, {m}, {o}, downsample={d})"
+
+
+def case_intro(table: Table, case: BlockCase) -> str:
+    """Which block a finding is about, in words a student can place: a block of
+    the table, or the grader's own test sizes (not a block of the table)."""
+    for stage in table.block_stages:
+        for i, block in enumerate(stage.blocks):
+            if block.args == case.args:
+                return f"In {block_name(case)} (the table's {stage.name}[{i}])"
+    return f"With the grader's test sizes {block_name(case)}"
 
 
 def conv_text(conv: dict) -> str:
@@ -48,38 +58,103 @@ def unit_path(path: str) -> str:
     return f"{parts[0]}[{parts[1]}]" if len(parts) > 1 else path
 
 
-def structure_findings(table: Table, case: BlockCase, report: dict) -> list[str | None]:
-    """One entry per conv unit: None when it matches the table, else a sentence."""
+BATCHNORM_SETTINGS = ("eps", "momentum", "affine", "track_running_stats")
+# momentum changes only how training updates the running statistics: the block
+# computes the same function and loads the same checkpoint, so it earns a note.
+# The others change the outputs (eps) or the state_dict too (affine, running stats).
+TRAINING_ONLY_SETTINGS = ("momentum",)
+
+
+def batchnorm_settings(report: dict) -> dict:
+    """The settings of the first BatchNorm2d in a (reference) block report."""
+    for leaf in field(report, "leaves", list, []):
+        if isinstance(leaf, dict) and leaf.get("type") == "BatchNorm2d":
+            return {k: leaf.get(k) for k in BATCHNORM_SETTINGS}
+    return {}
+
+
+def settings_differ(leaf: dict, wanted: dict) -> list[str]:
+    """'eps=0.001' for each BatchNorm setting that differs from ``wanted``."""
+    return [f"{k}={leaf.get(k)}" for k in wanted if leaf.get(k) != wanted[k]]
+
+
+def settings_text(wanted: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in wanted.items())
+
+
+def structure_findings(table: Table, case: BlockCase, report: dict, bn_wanted: dict | None = None,
+                       notes: list[str] | None = None) -> list[str | None]:
+    """One entry per conv unit: None when it matches the table, else a sentence
+    (full-credit remarks go to ``notes``)."""
+    bn_wanted = bn_wanted or {}
+    intro = case_intro(table, case)
     leaves = [leaf for leaf in field(report, "leaves", list)
               if isinstance(leaf, dict) and str(leaf.get("path", "")).startswith("layer.")]
     findings: list[str | None] = []
+    training_only: list[str] = []
     conv_positions = [i for i, leaf in enumerate(leaves) if leaf.get("type") == "Conv2d"]
     for n, want in enumerate(expected_units(table, case)):
-        where = f"{block_name(case)}.layer[{n}]"
         if n >= len(conv_positions):
-            findings.append(f"{where}: the table expects a {conv_text(want)}; found no {n + 1}th conv "
-                            f"in self.layer ({len(conv_positions)} in all)")
+            findings.append(f"{intro}, a block built as the table describes has layer[{n}] = "
+                            f"{conv_text(want)}; yours has no conv number {n + 1} in self.layer "
+                            f"({len(conv_positions)} in all)")
             continue
         i = conv_positions[n]
         got = leaves[i]
-        where = f"{block_name(case)}.{unit_path(got['path'])}"
+        where = unit_path(got["path"])
         wrong = [k for k in want if got.get(k) != want[k]]
         if wrong:
-            findings.append(f"{where}: the table expects a {conv_text(want)}; found a {conv_text(got)}")
+            findings.append(f"{intro}, a block built as the table describes has {where} = "
+                            f"{conv_text(want)}; yours has {conv_text(got)}")
             continue
         after = [leaf.get("type") for leaf in leaves[i + 1:i + 3]]
         bn_ok = len(after) == 2 and after[0] == "BatchNorm2d" and \
             leaves[i + 1].get("num_features") == want["out_channels"] and after[1] == "ReLU"
         if not bn_ok:
-            findings.append(f"{where}: each conv must be followed by BatchNorm2d({want['out_channels']}) "
+            findings.append(f"{intro}: {where}'s conv must be followed by BatchNorm2d({want['out_channels']}) "
                             f"and ReLU (use conv1x1/conv3x3); found {', '.join(map(str, after)) or 'nothing'}")
             continue
+        changed = settings_differ(leaves[i + 1], bn_wanted)
+        charged = [c for c in changed if c.split("=")[0] not in TRAINING_ONLY_SETTINGS]
+        if charged:
+            findings.append(f"{intro}: the BatchNorm2d in {where} has {', '.join(changed)}; "
+                            f"conv1x1/conv3x3 build it with {settings_text(bn_wanted)}")
+            continue
+        if changed:
+            training_only.append(f"{where} has {', '.join(changed)}")
         findings.append(None)
+    if training_only and notes is not None:
+        notes.append(f"{intro}: the BatchNorm2d in {'; in '.join(training_only)} (conv1x1/conv3x3 use "
+                     f"{settings_text(bn_wanted)}); this changes training only: full credit")
     extra = len(conv_positions) - len(expected_units(table, case))
     if extra > 0:
-        findings.append(f"{block_name(case)}.layer: {extra} conv(s) more than the table's three "
+        findings.append(f"{intro}: self.layer has {extra} conv(s) more than the table's three "
                         f"(1x1, 3x3, 1x1)")
     return findings
+
+
+def other_batchnorm_changes(report: dict, bn_wanted: dict) -> list[str]:
+    """BatchNorm layers outside self.layer (the shortcut) with changed settings."""
+    found = []
+    for leaf in field(report, "leaves", list, []):
+        if isinstance(leaf, dict) and leaf.get("type") == "BatchNorm2d" \
+                and not str(leaf.get("path", "")).startswith("layer."):
+            changed = settings_differ(leaf, bn_wanted)
+            if changed:
+                found.append(f"the BatchNorm2d at {leaf.get('path')} has {', '.join(changed)}")
+    return found
+
+
+def open_blank_texts(report: dict) -> list[str]:
+    """What the student left blank, from a report's ``open_blanks`` list."""
+    texts = []
+    for entry in field(report, "open_blanks", list, []):
+        if isinstance(entry, dict):
+            line = field(entry, "line", (int, type(None)), None)
+            shown = text(entry, "text") + (f" (resnet50_skeleton.py line {line})" if line else "")
+            if shown not in texts:
+                texts.append(shown)
+    return texts
 
 
 def compare_outputs(student_out: dict, reference_out: dict) -> str | None:
@@ -114,21 +189,31 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
 
     units_ok, units_total, keys_ok, outputs_ok, outputs_total = 0, 0, 0, 0, 0
     outputs_differ = False   # weights loaded, yet the outputs are wrong
+    other_bn: list[str] = []
     for case in cases:
         got = field(q1, case.name, dict, {})
         want = reference["q1"][case.name]
+        bn_wanted = batchnorm_settings(want)
         units_total += 3
         outputs_total += 2
+        blanks = open_blank_texts(got)
+        if blanks:
+            for r in results:
+                for blank in blanks:
+                    if f"not checked: {blank}" not in r.deductions:
+                        r.deductions.append(f"not checked: {blank}")
+            continue
         if "error" in got:
             message = f"{block_name(case)} could not be built: {error_text(got['error'])}"
             for r in results:
                 r.deductions.append(message)
             continue
-        findings = structure_findings(table, case, got)
+        findings = structure_findings(table, case, got, bn_wanted, structure.notes)
         units_ok += sum(1 for f in findings[:3] if f is None)
         structure.deductions += [f for f in findings if f]
         if len(findings) > 3 and findings[3]:
             units_ok -= 1   # an extra conv costs a unit
+        other_bn += [f"{block_name(case)}: {c}" for c in other_batchnorm_changes(got, bn_wanted)]
 
         missing, unexpected, mismatched = shape_diff(shapes_field(got), want["state_dict"])
         params = field(got, "parameters", int)
@@ -139,19 +224,24 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
         else:
             keys_ok += 1
 
+        # The outputs are compared however the weights loaded: an unused extra
+        # module, or a layer of another shape, shows up in the values or not at all.
         load = field(got, "load", dict)
-        if field(load, "how", str) == "partial":
-            function.deductions.append(f"{block_name(case)}: the reference weights do not fit this block "
-                                       f"(see the state_dict check), so its outputs cannot match")
-            continue
-        if field(load, "how", str) == "by_position":
+        how = field(load, "how", str)
+        if how == "by_position":
             function.notes.append(f"{block_name(case)}: weights loaded by position (your keys differ "
                                   f"from the checkpoint's)")
+        elif how == "by_key_extra":
+            function.notes.append(f"{block_name(case)}: the reference weights loaded by key; your block has "
+                                  f"entries of its own on top, left as built (see the state_dict check)")
         outputs = field(got, "outputs", dict)
         for mode in ("eval", "train"):
             problem = compare_outputs(field(outputs, mode, dict), want["outputs"][mode])
             if problem:
-                outputs_differ = True
+                if how in ("partial", "failed"):
+                    problem += " (the reference weights fit this block only partly: see the state_dict check)"
+                else:
+                    outputs_differ = True
                 function.deductions.append(f"{block_name(case)} in {mode} mode: {problem}")
             else:
                 outputs_ok += 1
@@ -159,7 +249,9 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
     structure.score = proportional(structure.max_score, units_ok, units_total)
     keys.score = proportional(keys.max_score, keys_ok, len(cases))
     function.score = proportional(function.max_score, outputs_ok, outputs_total)
-    if outputs_differ and not structure.deductions:
+    if other_bn:
+        function.notes += [f"{c} (conv1x1/conv3x3 use the defaults)" for c in other_bn]
+    elif outputs_differ and not structure.deductions:
         function.notes.append("the conv units match the table, so look at forward() and the shortcut: "
                               "no ReLU after the addition, and plain blocks always use make_equal_channel")
     return results
