@@ -89,8 +89,6 @@ def bundle_problems(root: Path = KIT_ROOT, contents: list[tuple[str, bytes]] | N
                     if (data := _data(member)) is not None]
     problems = [f"{name}: must never be in the student zip" for name, _ in contents
                 if name.startswith(FORBIDDEN_PREFIXES) or name in FORBIDDEN_NAMES]
-    if PUBLIC_TABLE not in [name for name, _ in contents]:
-        problems.append(f"{PUBLIC_TABLE}: missing from the student zip (run `python -m autograder release`)")
     key = kit_answer_key(root)
     leaks = [leak for name, data in contents for leak in scan_file(name, data, key)]
     problems += [f"answer key in the student zip: {leak}" for leak in leaks[:MAX_LEAKS_SHOWN]]
