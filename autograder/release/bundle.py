@@ -56,7 +56,7 @@ def bundle_members(root: Path = KIT_ROOT) -> list[tuple[str, Path | bytes]]:
             members.append((f"{package}/__init__.py", root / package / "__init__.py"))
             continue
         for path in sorted((root / package).iterdir()):
-            if path.is_file() and path.suffix == ".py":
+            if path.is_file() and path.suffix not in (".pyc", ".pyo"):   # data files too, all scanned
                 members.append((f"{package}/{path.name}", path))
     for name in CHECKPOINTS:
         path = root / "checkpoints" / name
