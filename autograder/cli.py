@@ -30,7 +30,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem)
         if not problems:
-            print("student files are up to date and leak no solution text")
+            print("student files are up to date and leak no solution text; the student zip holds no answer key")
         return 1 if problems else 0
     for note in release_kit():
         print(note)
