@@ -13,6 +13,7 @@ The data-path tests execute the notebook's own cells (by tag), never a copy.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -193,16 +194,26 @@ def test_a_last_training_batch_of_one_is_dropped(cells):
 
 # ---- headless runs ----------------------------------------------------------------------------
 
-def _kit_folder(tmp_path: Path, notebook: Path, skeleton: Path) -> Path:
+# What the notebook's checks may read: the public table and the checks, never the full
+# spec (resnet50_layer4.toml, the answer key) -- the runs below prove they need nothing else.
+PUBLIC_FILES = ["autograder/__init__.py", "autograder/spec/__init__.py", "autograder/spec/public.py",
+                "autograder/spec/resnet50_layer4_public.toml",
+                *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "autograder" / "check").glob("*.py"))]
+
+
+def _kit_folder(tmp_path: Path, notebook: Path, skeleton: Path | str) -> Path:
+    """A student's folder: the notebook, vgg.py, a skeleton (a path, or its text) and the public checks."""
     work = tmp_path / "kit"
-    (work / "autograder").mkdir(parents=True)
+    work.mkdir(parents=True)
     shutil.copy(notebook, work / "CNN_Implementation.ipynb")
     shutil.copy(ROOT / "vgg.py", work / "vgg.py")
-    shutil.copy(skeleton, work / "resnet50_skeleton.py")
-    shutil.copy(ROOT / "autograder" / "__init__.py", work / "autograder" / "__init__.py")
-    for package in ("spec", "check"):
-        shutil.copytree(ROOT / "autograder" / package, work / "autograder" / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    if isinstance(skeleton, Path):
+        shutil.copy(skeleton, work / "resnet50_skeleton.py")
+    else:
+        (work / "resnet50_skeleton.py").write_text(skeleton)
+    for name in PUBLIC_FILES:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, work / name)
     return work
 
 
@@ -302,24 +313,244 @@ def test_under_nbgrader_the_training_cells_do_nothing(tmp_path, monkeypatch):
     assert "n/a" in (work / "results" / "results.md").read_text()
 
 
-def _first_blank_message() -> str:
-    code = ("import resnet50_skeleton as m\nm.ResNet50_layer4()\n")
+def _first_blank_message(code: str) -> str:
+    """The NotImplementedError message of ``code`` run against the committed student skeleton."""
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode != 0, "the committed student skeleton builds a model: no blanks left?"
+    assert run.returncode != 0, "the committed student skeleton runs: no blanks left?"
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("NotImplementedError: "), run.stderr
     return last[len("NotImplementedError: "):]
 
 
-def test_student_notebook_with_untouched_skeleton_stops_at_the_first_blank(tmp_path, monkeypatch):
-    expected = _first_blank_message()
-    work = _kit_folder(tmp_path, STUDENT_NB, STUDENT_SKELETON)
-    nb, error = _execute(work, monkeypatch)
-    assert error is not None, "the notebook ran to the end with an unfinished skeleton"
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _stopped_at(nb, tag):
+    """The one cell that failed is ``tag``'s; every cell before it ran and none after it."""
+    code_cells = _code_cells(nb)
     failed = [c for c in code_cells if any(o.output_type == "error" for o in c.get("outputs", []))]
-    assert len(failed) == 1 and "kit:resnet-build" in failed[0].metadata["tags"]
-    assert expected in _text(failed[0])
+    assert len(failed) == 1 and tag in failed[0].metadata["tags"], [c.metadata.get("tags") for c in failed]
     position = code_cells.index(failed[0])
     assert all(c.execution_count is not None for c in code_cells[:position])
     assert all(c.execution_count is None for c in code_cells[position + 1:])
+    return failed[0]
+
+
+def _one_sentence_error(cell) -> str:
+    """The error a check cell stopped with: one line starting with ✗, no stack trace."""
+    error = next(o for o in cell.outputs if o.output_type == "error")
+    assert error.ename == "FixBeforeTraining"
+    assert len(error.traceback) == 1 and error.traceback[0].startswith("✗ "), error.traceback
+    return error.traceback[0]
+
+
+# The skeleton a student has, filled in step by step (from the reference solution's text).
+SOLVED_SOURCE = REFERENCE_SKELETON.read_text()
+Q1_DOWNSAMPLE = ("conv1x1(in_channels, middle_channels, 2, 0),\n"
+                 "                conv3x3(middle_channels, middle_channels, 1, 1),")
+LAYER3_DOWNSAMPLE_LAST = ("            ResidualBlock(256, 128, 512, False),\n"
+                          "            ResidualBlock(512, 128, 512, False),\n"
+                          "            ResidualBlock(512, 128, 512, False),\n"
+                          "            ResidualBlock(512, 128, 512, True),\n")
+
+
+def _mutated(old: str, new: str, source: str = SOLVED_SOURCE) -> str:
+    assert source.count(old) == 1, old
+    return source.replace(old, new)
+
+
+def stride_on_3x3(source: str = SOLVED_SOURCE) -> str:
+    """Q1 with the stride 2 on the 3x3 conv instead of the first 1x1: every shape stays right."""
+    return _mutated(Q1_DOWNSAMPLE, "conv1x1(in_channels, middle_channels, 1, 0),\n"
+                    "                conv3x3(middle_channels, middle_channels, 2, 1),", source)
+
+
+def layer3_downsample_first(source: str = SOLVED_SOURCE) -> str:
+    """layer3 with its downsampling block first (as in torchvision): the stage output stays right."""
+    return _mutated(LAYER3_DOWNSAMPLE_LAST, "            ResidualBlock(256, 128, 512, True),\n"
+                    "            ResidualBlock(512, 128, 512, False),\n"
+                    "            ResidualBlock(512, 128, 512, False),\n"
+                    "            ResidualBlock(512, 128, 512, False),\n", source)
+
+
+def q1_filled_only() -> str:
+    """The untouched student skeleton with only Question 1 written in."""
+    source = STUDENT_SKELETON.read_text()
+    for what, line in (("the downsample branch", "conv1x1(in_channels, middle_channels, 2, 0), "
+                        "conv3x3(middle_channels, middle_channels, 1, 1), conv1x1(middle_channels, out_channels, 1, 0),"),
+                       ("the plain (downsample=False) branch", "conv1x1(in_channels, middle_channels, 1, 0), "
+                        "conv3x3(middle_channels, middle_channels, 1, 1), conv1x1(middle_channels, out_channels, 1, 0),")):
+        source = _mutated(f'blank("Q1: {what} of ResidualBlock"),', line, source)
+    return source
+
+
+def _set_train_anyway(work: Path):
+    nb = nbformat.read(work / "CNN_Implementation.ipynb", as_version=4)
+    setup = _tagged(nb, "kit:setup")
+    assert setup.source.count("TRAIN_ANYWAY = False") == 1
+    setup.source = setup.source.replace("TRAIN_ANYWAY = False", "TRAIN_ANYWAY = True")
+    nbformat.write(nb, work / "CNN_Implementation.ipynb")
+
+
+def test_student_notebook_with_untouched_skeleton_stops_at_question_1(tmp_path, monkeypatch):
+    expected = _first_blank_message("import resnet50_skeleton as m\nm.ResidualBlock(16, 8, 32, True)\n")
+    assert expected.startswith("Q1: the downsample branch")
+    work = _kit_folder(tmp_path, STUDENT_NB, STUDENT_SKELETON)
+    nb, error = _execute(work, monkeypatch)
+    assert error is not None, "the notebook ran to the end with an unfinished skeleton"
+    failed = _stopped_at(nb, "kit:q1-check")
+    sentence = _one_sentence_error(failed)
+    assert expected in sentence and "not finished" in sentence
+    assert "Q2" not in sentence       # Question 1 is checked before Question 2 is even built
+
+
+def test_with_question_1_filled_in_q1_passes_and_the_build_names_the_first_q2_blank(tmp_path, monkeypatch):
+    expected = _first_blank_message("import resnet50_skeleton as m\nm.ResNet50_layer4()\n")
+    work = _kit_folder(tmp_path, STUDENT_NB, q1_filled_only())
+    nb, error = _execute(work, monkeypatch)
+    assert error is not None
+    q1 = _text(_tagged(nb, "kit:q1-check"))
+    assert "✓ ResidualBlock matches the table in both modes" in q1 and "✗" not in q1
+    failed = _stopped_at(nb, "kit:resnet-build")
+    assert expected in _text(failed)
+
+
+def test_stride_on_the_3x3_stops_at_the_q1_check_before_training(tmp_path, monkeypatch):
+    work = _kit_folder(tmp_path, STUDENT_NB, stride_on_3x3())
+    nb, error = _execute(work, monkeypatch)
+    assert error is not None, "a stride on the 3x3 conv went on to training"
+    failed = _stopped_at(nb, "kit:q1-check")
+    report = _text(failed)
+    first_unit = next(line for line in report.splitlines() if line.strip().startswith("conv 1 of layer"))
+    assert first_unit.rstrip().endswith("✗") and "8 x 4 x 4" in first_unit and "8 x 8 x 8" in first_unit
+    sentence = _one_sentence_error(failed)
+    assert "does not match the slide table in 1 place" in sentence and "TRAIN_ANYWAY = True" in sentence
+    assert _tagged(nb, "kit:resnet-train").execution_count is None
+
+
+def test_layer3_with_its_downsampling_block_first_stops_at_the_sanity_check(tmp_path, monkeypatch):
+    work = _kit_folder(tmp_path, STUDENT_NB, layer3_downsample_first())
+    nb, error = _execute(work, monkeypatch)
+    assert error is not None, "layer3 in the wrong order went on to training"
+    assert "✗" not in _text(_tagged(nb, "kit:q1-check"))
+    failed = _stopped_at(nb, "kit:resnet-sanity")
+    rows = {line.split()[0]: line for line in _text(failed).splitlines() if line.startswith("  layer3[")}
+    assert rows["layer3[0]"].rstrip().endswith("✗") and rows["layer3[3]"].rstrip().endswith("✓")
+    stage = next(line for line in _text(failed).splitlines() if line.startswith("layer3 "))
+    assert stage.rstrip().endswith("✓")      # the stage's output size alone cannot see it
+    sentence = _one_sentence_error(failed)
+    assert "layer3[0]" in sentence and "TRAIN_ANYWAY = True" in sentence
+    assert "downsample" not in sentence      # sizes only: no argument given away
+    assert _tagged(nb, "kit:resnet-train").execution_count is None
+
+
+def test_train_anyway_trains_both_mistakes_and_the_submission_counts_them(tmp_path, monkeypatch):
+    work = _kit_folder(tmp_path, STUDENT_NB, layer3_downsample_first(stride_on_3x3()))
+    _set_train_anyway(work)
+    nb, error = _execute(work, monkeypatch)
+    assert error is None, error
+    for tag in ("kit:q1-check", "kit:resnet-sanity"):
+        assert "TRAIN_ANYWAY is True, so the notebook goes on" in _text(_tagged(nb, tag))
+    assert "ResNet-50: test accuracy after" in _text(_tagged(nb, "kit:resnet-train"))
+    submission = _text(_tagged(nb, "kit:submission"))
+    assert "Your model does not match the table in 4 places" in submission   # 1 in Q1, 3 in layer3
+    _assert_report_files(work)
+
+
+# ---- what the checkpoint should give, the report's numbers and figures ---------------------------
+
+def _cell_source(tag: str) -> str:
+    return _tagged(nbformat.read(SOLVED_NB, as_version=4), tag).source
+
+
+def _train_helpers(tmp_path, **names) -> dict:
+    """The kit:train-helpers cell run in a namespace holding what the cells before it define."""
+    import json as json_module
+
+    from tqdm import tqdm
+    namespace = {"nn": torch.nn, "torch": torch, "np": np, "json": json_module, "Path": Path, "time": __import__("time"),
+                 "CHECKPOINT_PATHS": {}, "SEARCH_DIRS": [tmp_path, tmp_path / "checkpoints"],
+                 "SMOKE": False, "UNDER_NBGRADER": False, "RESULTS": {},
+                 "tqdm": lambda iterable, **kwargs: tqdm(iterable, disable=True, **kwargs), **names}
+    exec(compile(_cell_source("kit:train-helpers"), "kit:train-helpers", "exec"), namespace)
+    return namespace
+
+
+def test_expected_accuracy_comes_from_the_manifest_or_the_handout(tmp_path):
+    cells = _train_helpers(tmp_path)
+    assert cells["expected_accuracy"]("resnet50_epoch285.ckpt") == (80.0, "the handout")
+    value, why = cells["expected_accuracy"]("vgg16_epoch250.ckpt")
+    assert value is None and "manifest.json" in why
+    (tmp_path / "checkpoints").mkdir()
+    manifest = tmp_path / "checkpoints" / "manifest.json"
+    manifest.write_text("{not json")   # a broken manifest is no error
+    assert cells["expected_accuracy"]("vgg16_epoch250.ckpt")[0] is None
+    manifest.write_text(json.dumps({"vgg16_epoch250.ckpt": {"test_accuracy": 91.46},
+                                    "resnet50_epoch285.ckpt": 79.1}))
+    assert cells["expected_accuracy"]("vgg16_epoch250.ckpt") == (91.46, "checkpoints/manifest.json")
+    assert cells["expected_accuracy"]("resnet50_epoch285.ckpt")[0] == 79.1
+    manifest.write_text(json.dumps({"checkpoints": {"vgg16_epoch250.ckpt": {"test_acc": 90.0}}}))
+    assert cells["expected_accuracy"]("vgg16_epoch250.ckpt")[0] == 90.0
+
+
+def test_accuracy_far_below_the_checkpoints_gets_a_warning(tmp_path):
+    warning = _train_helpers(tmp_path)["accuracy_warning"]
+    assert "far below the about 80%" in warning("ResNet-50", 31.0, 80.0)
+    assert warning("ResNet-50", 79.2, 80.0) is None and warning("ResNet-50", 72.5, 80.0) is None
+    assert warning("VGG-16", 10.0, None) is None
+
+
+def test_run_epochs_prints_the_expected_accuracy_and_warns_before_training(tmp_path, capsys):
+    torch.manual_seed(0)
+    batches = [(torch.randn(20, 8), torch.zeros(20, dtype=torch.long))]   # a model that never says class 0
+    model = torch.nn.Linear(8, 10)
+    with torch.no_grad():
+        model.bias[0] = -100.0
+    cells = _train_helpers(tmp_path, train_loader=batches, test_loader=batches,
+                           RESULTS={"ResNet-50": {"checkpoint": True}})
+    cells["run_epochs"](model, "ResNet-50")
+    out = capsys.readouterr().out
+    assert "ResNet-50: the checkpoint should give about 80% test accuracy (the handout)" in out
+    assert "ResNet-50 scores 0.00% before training, far below the about 80%" in out
+    assert out.index("should give") < out.index("far below") < out.index("after 1 epoch")
+
+
+def test_results_json_rounds_accuracies_for_the_report(tmp_path):
+    namespace = {"RESULTS": {"VGG-16": {"checkpoint": True, "before": 7.999999821186066, "after": 91.23456},
+                             "ResNet-50": {"checkpoint": False, "before": 10.0, "after": 33.333333,
+                                           "per_class": {"cat": 66.66666666, "dog": 0.0}, "losses": []}},
+                 "SMOKE": False, "TRAIN_SUBSET": None, "EVAL_SUBSET": None, "num_epochs": 1,
+                 "learning_rate": 0.001, "BATCH_SIZE": 100, "device": torch.device("cpu"),
+                 "RESULTS_DIR": tmp_path, "np": np, "json": json, "save_figure": lambda fig, name: None}
+    exec(compile(_cell_source("kit:results"), "kit:results", "exec"), namespace)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["VGG-16"] == {"checkpoint": True, "before": 8.0, "after": 91.23}
+    assert saved["ResNet-50"]["after"] == 33.33 and saved["ResNet-50"]["per_class"] == {"cat": 66.67, "dog": 0.0}
+    assert "7.99999" not in (tmp_path / "results.json").read_text()
+
+
+def test_prediction_titles_clear_the_images_above_them(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figures = {}
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    labels = torch.arange(100) % 10
+    namespace = {"RESULTS": {"ResNet-50": {"predictions": (labels + 1) % 10, "labels": labels}},
+                 "classes": classes, "torch": torch, "plt": plt,
+                 "test_dataset": type("D", (), {"data": np.zeros((100, 32, 32, 3), dtype=np.uint8)})(),
+                 "save_figure": lambda fig, name: figures.__setitem__(name, fig)}
+    monkeypatch.setattr(plt, "show", lambda: None)
+    exec(compile(_cell_source("kit:resnet-analysis"), "kit:resnet-analysis", "exec"), namespace)
+    fig = figures["resnet50_predictions"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = np.array(fig.axes[:12]).reshape(2, 6)
+    lowest_image_of_row_1 = min(ax.get_window_extent(renderer).y0 for ax in axes[0])
+    for ax in axes[1]:
+        title = ax.title.get_window_extent(renderer)
+        assert title.y1 <= lowest_image_of_row_1, (title, lowest_image_of_row_1)
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    assert all(suptitle.y0 >= ax.title.get_window_extent(renderer).y1 for ax in axes[0])
+    plt.close("all")

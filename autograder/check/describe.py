@@ -50,6 +50,43 @@ def observe_sizes(model: nn.Module, paths: list[str], input_size=(3, 32, 32)):
     return sizes, error
 
 
+def observe_calls(model: nn.Module, probes: list[tuple[str, nn.Module]], input_size=(3, 32, 32)):
+    """Like :func:`observe_sizes`, for modules given as objects under labels.
+
+    One zero image goes through ``model``; each label gets the output size of
+    its module. A module listed under several labels (one block object put into
+    a stage twice) gets its first call for its first label, its second call for
+    the second, and so on. Returns ``(sizes, error)`` as :func:`observe_sizes`.
+    """
+    calls: dict[int, list[tuple[int, ...]]] = {}
+    handles = []
+    for module in {id(m): m for _, m in probes}.values():
+        def record(_module, _inputs, output, key=id(module)):
+            if isinstance(output, torch.Tensor):
+                calls.setdefault(key, []).append(tuple(output.shape[1:]))
+        handles.append(module.register_forward_hook(record))
+    was_training = model.training
+    model.eval()   # batch of one: BatchNorm must use running statistics
+    error = None
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size))
+    except Exception as exc:   # the report says what broke; the caller decides
+        error = exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    sizes: dict[str, tuple[int, ...]] = {}
+    listed: dict[int, int] = {}
+    for label, module in probes:
+        nth = listed.get(id(module), 0)
+        listed[id(module)] = nth + 1
+        if nth < len(calls.get(id(module), ())):
+            sizes[label] = calls[id(module)][nth]
+    return sizes, error
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

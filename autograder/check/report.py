@@ -1,47 +1,141 @@
-"""Stage-by-stage comparison of a model with the slide table, as text."""
+"""A whole ResNet50_layer4 against the public slide table, as text.
+
+Reads only the public table (``autograder.spec.public``): what the slides give,
+no paddings and no block arguments. One row per stage, per stem layer the slide
+names and per block, each with the output size the slide's strides and channels
+imply, so a block that downsamples in the wrong position shows a ✗ on its own
+row even when the stage's output size is right.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch.nn as nn
 
-from autograder.check.describe import count_parameters, key_diff, observe_sizes
-from autograder.spec import Table, load_table
+from autograder.check.describe import count_parameters, key_diff, observe_calls
+from autograder.spec.public import PublicStage, PublicTable, load_public_table
 
 OK, BAD = "\u2713", "\u2717"   # check mark, ballot x
-
-
-@dataclass(frozen=True)
-class StageRow:
-    path: str            # module path in the model, e.g. "layer1[0]" shown as layer1.0
-    what: str            # what the slide table says for it
-    expected: tuple[int, ...]
-    found: tuple[int, ...] | None   # None: never reached
-
-    @property
-    def ok(self) -> bool:
-        return self.found == self.expected
+KIT_ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_CHECKPOINT = "resnet50_epoch285.ckpt"
 
 
 def size_text(size) -> str:
     return "not reached" if size is None else " x ".join(str(n) for n in size)
 
 
-def expected_sizes(table: Table) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(module path, description, output size) for every row the table fixes."""
-    rows = []
+@dataclass(frozen=True)
+class Row:
+    label: str                         # where in the model, e.g. "layer3[0]"
+    what: str                          # what the slide table says for it
+    expected: tuple[int, ...] | None   # None: the table has nothing here (an extra block)
+    found: tuple[int, ...] | None      # None: never reached, or not in the model
+    missing_text: str = "not reached"  # what "found" says when there is nothing
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is not None and self.found == self.expected
+
+    def found_text(self) -> str:
+        return self.missing_text if self.found is None else size_text(self.found)
+
+    def expected_text(self) -> str:
+        return "(none)" if self.expected is None else size_text(self.expected)
+
+    def problem(self) -> str:
+        if self.expected is None:
+            return f"{self.label.strip()} is one block more than the table has"
+        if self.found is None:
+            return f"{self.label.strip()}: {self.missing_text}, the table implies {size_text(self.expected)}"
+        return f"{self.label.strip()} gives {size_text(self.found)} where the table implies {size_text(self.expected)}"
+
+
+@dataclass
+class CheckReport:
+    """Lines to print, one short phrase per mismatch (each ✗), and the blanks still
+    open (a model that cannot be built cannot be trained, flag or not)."""
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _layer_text(layer: dict) -> str:
+    k = layer.get("kernel_size")
+    kind = {"Conv2d": "conv", "MaxPool2d": "max pool"}.get(layer["type"], layer["type"])
+    parts = [f"{k}x{k} {kind}" if k else kind]
+    if "out_channels" in layer:
+        parts.append(f"channel = {layer['out_channels']}")
+    if layer.get("stride", 1) != 1:
+        parts.append(f"stride = {layer['stride']}")
+    return ", ".join(parts)
+
+
+def _stage_blocks(stage_module: nn.Module) -> list[nn.Module]:
+    if isinstance(stage_module, (nn.Sequential, nn.ModuleList)):
+        return list(stage_module)
+    return [stage_module]
+
+
+def _stem_layers(stage: PublicStage, stage_module: nn.Module | None):
+    """(public layer, module or None) for each layer the slide names in the stem,
+    found by type in order (the table holds no index into the student's stem)."""
+    modules = list(stage_module.modules())[1:] if stage_module is not None else []
+    pairs, used = [], {}
+    for layer in stage.layers:
+        of_type = [m for m in modules if type(m).__name__ == layer["type"]]
+        nth = used.get(layer["type"], 0)
+        used[layer["type"]] = nth + 1
+        pairs.append((layer, of_type[nth] if nth < len(of_type) else None))
+    return pairs
+
+
+def model_rows(model: nn.Module, table: PublicTable | None = None) -> tuple[list[Row], Exception | None]:
+    """One row per stage, stem layer and block, with the size found by one forward pass."""
+    table = table or load_public_table()
+    plan: list[tuple[str, str, tuple | None, nn.Module | None, str]] = []
     for stage in table.stages:
-        for module in stage.modules:   # inside the stem: a wrong padding can still end at 8x8
-            rows.append((f"{stage.name}.{module['index']}", f"  {module['type']}", module["output_size"]))
-        rows.append((stage.name, stage.slide_row, stage.output_size))
-    return rows
-
-
-def stage_rows(model: nn.Module, table: Table | None = None) -> tuple[list[StageRow], Exception | None]:
-    table = table or load_table()
-    wanted = expected_sizes(table)
-    sizes, error = observe_sizes(model, [path for path, _, _ in wanted], table.input_size)
-    rows = [StageRow(path, what, expected, sizes.get(path)) for path, what, expected in wanted]
+        stage_module = getattr(model, stage.name, None)
+        if not isinstance(stage_module, nn.Module):
+            stage_module = None
+        plan.append((stage.name, stage.slide_row, stage.output_size, stage_module,
+                     "not in your model"))
+        if stage.groups:
+            expected = stage.block_output_sizes(table.stage_input_size(stage.name))
+            texts = [g.slide_text().rsplit(" x ", 1)[0] for g in stage.groups for _ in range(g.repeat)]
+            blocks = _stage_blocks(stage_module) if stage_module is not None else []
+            for i in range(max(len(expected), len(blocks))):
+                plan.append((f"  {stage.name}[{i}]", texts[i] if i < len(texts) else "",
+                             expected[i] if i < len(expected) else None,
+                             blocks[i] if i < len(blocks) else None,
+                             f"no block {i} in your {stage.name}"))
+        elif any("kernel_size" in layer for layer in stage.layers):   # the stem (head layers are the stage)
+            for layer, module in _stem_layers(stage, stage_module):
+                plan.append((f"  {layer['type']}", _layer_text(layer), tuple(layer["output_size"]), module,
+                             f"no {layer['type']} in your {stage.name}"))
+    probes = [(label, module) for label, _, _, module, _ in plan if module is not None]
+    sizes, error = observe_calls(model, probes, table.input_size)
+    for stage in table.block_stages:   # a ModuleList is never called itself: its last block speaks for it
+        stage_module = getattr(model, stage.name, None)
+        if stage.name not in sizes and isinstance(stage_module, nn.ModuleList) and len(stage_module):
+            last = f"  {stage.name}[{len(stage_module) - 1}]"
+            if last in sizes:
+                sizes[stage.name] = sizes[last]
+    rows = []
+    for label, what, expected, module, absent in plan:
+        missing_text = absent if module is None else "not reached"
+        rows.append(Row(label, what, expected, sizes.get(label), missing_text))
     return rows, error
 
 
@@ -65,35 +159,95 @@ def format_key_diff(missing, unexpected, mismatched, limit: int = 12) -> str:
     return "\n".join(lines)
 
 
-def sanity_report(model: nn.Module, checkpoint_state_dict=None, table: Table | None = None) -> str:
-    """Text report: each stage's output size next to the slide table, ✓ or ✗,
-    the parameter count, and the key diff against a checkpoint when given."""
-    table = table or load_table()
-    rows, error = stage_rows(model, table)
-    width = max(len(r.path) for r in rows)
-    what_width = max(len(r.what) for r in rows)
-    lines = [f"{'module':<{width}}  {'slide table':<{what_width}}  {'expected':>14}  {'found':>14}",
-             "-" * (width + what_width + 36)]
+def check_model(model: nn.Module, checkpoint_state_dict=None, table: PublicTable | None = None) -> CheckReport:
+    """Every stage, stem layer and block of ``model`` next to the slide table, ✓ or ✗;
+    the parameter and key counts; the key diff against a checkpoint when given."""
+    table = table or load_public_table()
+    rows, error = model_rows(model, table)
+    report = CheckReport()
+    label_width = max(len(r.label) for r in rows)
+    what_width = min(max(len(r.what) for r in rows), 48)
+    report.lines += [
+        f"{table.class_name} against the slide table, for one {size_text(table.input_size)} image",
+        f"{'module':<{label_width}}  {'slide table':<{what_width}}  {'expected':>14}  {'found':>14}",
+        "-" * (label_width + what_width + 36),
+    ]
     for row in rows:
-        mark = OK if row.ok else BAD
-        lines.append(f"{row.path:<{width}}  {row.what:<{what_width}}  {size_text(row.expected):>14}"
-                     f"  {size_text(row.found):>14}  {mark}")
+        what = row.what if len(row.what) <= what_width else row.what[:what_width - 3] + "..."
+        report.lines.append(f"{row.label:<{label_width}}  {what:<{what_width}}  {row.expected_text():>14}"
+                            f"  {row.found_text():>14}  {OK if row.ok else BAD}")
+        if not row.ok:
+            report.problems.append(row.problem())
     if error is not None:
-        lines.append(f"{BAD} the forward pass stopped: {type(error).__name__}: {error}")
+        report.lines.append(f"{BAD} the forward pass stopped: {type(error).__name__}: {error}")
+        report.problems.append(f"the forward pass stopped with {type(error).__name__}")
     params = count_parameters(model)
     mark = OK if params == table.parameters else BAD
-    lines.append(f"parameters: {params:,} (table: {table.parameters:,}) {mark}")
+    report.lines.append(f"parameters: {params:,} (table: {table.parameters:,}) {mark}")
+    if params != table.parameters:
+        report.problems.append(f"{params:,} parameters where the table's model has {table.parameters:,}")
     keys = len(model.state_dict())
     mark = OK if keys == table.state_dict_keys else BAD
-    lines.append(f"state_dict keys: {keys} (table: {table.state_dict_keys}) {mark}")
+    report.lines.append(f"state_dict keys: {keys} (table: {table.state_dict_keys}) {mark}")
+    if keys != table.state_dict_keys:
+        report.problems.append(f"{keys} state_dict keys where the table's model has {table.state_dict_keys}")
     if checkpoint_state_dict is not None:
-        lines.append(format_key_diff(*key_diff(model, checkpoint_state_dict)))
-    return "\n".join(lines)
+        missing, unexpected, mismatched = key_diff(model, checkpoint_state_dict)
+        report.lines.append(format_key_diff(missing, unexpected, mismatched))
+        if missing or unexpected or mismatched:
+            report.problems.append(f"the checkpoint's keys do not fit ({len(missing)} missing, "
+                                   f"{len(unexpected)} unexpected, {len(mismatched)} wrong shape)")
+    if report.problems:
+        count = len(report.problems)
+        report.lines.append(f"{BAD} {count} place{'s' if count != 1 else ''} where the model does not match the table")
+    else:
+        report.lines.append(f"{OK} every row matches the slide table")
+    return report
 
 
-def print_reference_table() -> None:
-    """``python -m autograder table``: the reference model against the slide table."""
-    from solutions.resnet50_skeleton import ResNet50_layer4
-    model = ResNet50_layer4()
+def sanity_report(model: nn.Module, checkpoint_state_dict=None, table: PublicTable | None = None) -> str:
+    """:func:`check_model` as text."""
+    return check_model(model, checkpoint_state_dict, table).text
+
+
+# ---- python -m autograder table (TA side: needs solutions/) ------------------------------------
+
+def _load_reference_class(kit_root: Path):
+    """The reference ResNet50_layer4, imported from its file (works from any directory)."""
+    import importlib.util
+    path = kit_root / "solutions" / "resnet50_skeleton.py"
+    spec = importlib.util.spec_from_file_location("kit_reference_resnet50", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ResNet50_layer4
+
+
+def print_reference_table(kit_root: Path | None = None) -> int:
+    """``python -m autograder table``: the reference model against the slide table, and
+    against ``checkpoints/resnet50_epoch285.ckpt`` when it is there. Returns the exit status:
+    1 when the reference does not match the table or the checkpoint does not fit it."""
+    import torch
+    kit_root = Path(kit_root or KIT_ROOT)
+    model = _load_reference_class(kit_root)()
     print("Reference ResNet50_layer4 (solutions/resnet50_skeleton.py) against the slide table")
-    print(sanity_report(model, model.state_dict()))
+    report = check_model(model)
+    print(report.text)
+    status = 0 if report.ok else 1
+    checkpoint = kit_root / "checkpoints" / REFERENCE_CHECKPOINT
+    if not checkpoint.is_file():
+        print(f"no checkpoint to compare with: {checkpoint} does not exist "
+              f"(put the course's {REFERENCE_CHECKPOINT} there to check that it loads into the reference)")
+        return status
+    print(f"against {checkpoint}:")
+    try:
+        state_dict = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    except Exception as exc:   # a truncated or foreign file: say so in one line
+        reason = (str(exc).strip().splitlines() or [""])[0]   # torch's messages run over many lines
+        print(f"{BAD} {checkpoint} is not a readable checkpoint ({type(exc).__name__}: {reason})")
+        return 1
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        print(f"{BAD} {checkpoint} does not hold a state_dict (a dict of tensors)")
+        return 1
+    missing, unexpected, mismatched = key_diff(model, state_dict)
+    print(format_key_diff(missing, unexpected, mismatched))
+    return 1 if (missing or unexpected or mismatched) else status
