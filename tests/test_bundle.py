@@ -156,6 +156,10 @@ PLANTED_PYTHON = [
     "#   nn.AvgPool2d(kernel_size=2, stride=2)\n",
     "LAYER4 = dict(in_channels=1024, middle_channels=256,\n             out_channels=1024)\n",
     "pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)\n",
+    "stem = nn.Conv2d(3, 64, (7, 7), (2, 2), (3, 3))\n",
+    "LAYER3 = [(256, 128, 512, False), (512, 128, 512, False)]\n",
+    "first = dict(out_channels=512, middle_channels=128,\n             in_channels=256)  # any order\n",
+    "# layer2, block 1: 64 -> 64 -> 256\n",
     "### END SOLUTION\n",
 ]
 
@@ -207,6 +211,9 @@ def test_scan_flags_notebook_outputs_and_unreadable_notebooks(key, built):
 
 PUBLIC_SPELLINGS = [
     "[1x1, 64; 3x3, 64; 1x1, 256] x 2, then [1x1, 64, stride 2; 3x3, 64; 1x1, 256] x 1",
+    "1x1 conv, channel = 64, 3x3 conv, channel = 64, 1x1 conv, channel = 256",
+    "layer1 -> 64 x 8 x 8 -> layer2 -> 256 x 4 x 4",
+    "nn.Conv2d(3, 64, kernel_size=7, stride=2)   # the slide's 7x7, 64 channels, stride 2",
     "layer2 -> 256 x 4 x 4; layer3 -> 512 x 2 x 2; layer4 -> 1024 x 2 x 2",
     "output_size = [64, 16, 16]\nkernel_size = 7\nout_channels = 64\nstride = 2\n",
     "transforms.RandomCrop(32, padding=4)",

@@ -28,9 +28,9 @@ from autograder.release.markers import MARKER_TEXT_RE, find_markers
 # A number standing alone: `3`, not the `1` of `conv1x1` or the `3x3` of a kernel size.
 _NUMBER_RE = re.compile(r"(?<![\w.])\d+(?![\w.])")
 # What may sit between two arguments of one argument list, in any format: commas,
-# brackets, quotes, whitespace, table rules (`|`), `;` or `/`, and at most one
-# `name =` / `"name":` / `name:` label. A kernel size (`3x3`) or other words end the list.
-_ARGUMENT_GAP_RE = re.compile(r"""[\s,;/|()\[\]{}'"`]*(?:[A-Za-z_]\w*['"`]?\s*[=:]\s*)?""")
+# brackets, quotes, whitespace, table rules (`|`), `;`, `/`, arrows (`->`), and at most
+# one `name =` / `"name":` / `name:` label. A kernel size (`3x3`) or other words end the list.
+_ARGUMENT_GAP_RE = re.compile(r"""[\s,;/|()\[\]{}'"`<>-]*(?:[A-Za-z_]\w*['"`]?\s*[=:]\s*)?""")
 # A padding given as a number: `padding = 3`, `"padding": 1`, `padding=(3, 3)`, "padding 1".
 _PADDING_RE = re.compile(r"""\bpadding\b['"]?\s*(?:[=:]\s*)?[(\[]?\s*(\d+)""")
 # A block argument bound to a number: `middle_channels = 128`, `"in_channels": 256`.
@@ -206,7 +206,11 @@ def _call_arguments(text: str, open_paren: int) -> tuple[list[str], int] | None:
 
 def _argument_value(arg: str) -> str:
     squashed = "".join(arg.split())
-    return re.sub(r"^[A-Za-z_]\w*=(?!=)", "", squashed)   # keyword name dropped
+    value = re.sub(r"^[A-Za-z_]\w*=(?!=)", "", squashed)   # keyword name dropped
+    if m := re.fullmatch(r"[(\[](\d+),(\d+)[)\]]", value):   # (3, 3) is 3 for a square kernel
+        if m.group(1) == m.group(2):
+            return m.group(1)
+    return value
 
 
 def scan_text(text: str, key: AnswerKey, file: str, cell: int | None = None,
