@@ -73,13 +73,19 @@ def _decode(data: bytes) -> str:
 
 def accepted_variants(solution: str) -> list[str]:
     """Forms the grader gives full credit that the rewrites in ``normalise`` do not
-    reach: a ReLU after the addition, as a module or as a function."""
+    reach: a ReLU after the addition, as a module or as a function, and the imports."""
     add = "return out + identity"
     module = solution.replace("        self.downsample = downsample\n",
                               "        self.downsample = downsample\n        self.relu = nn.ReLU(inplace=True)\n", 1)
     variants = [module.replace(add, "return self.relu(out + identity)")]
     for call in ("nn.functional.relu", "F.relu", "torch.relu"):
         variants.append(solution.replace(add, f"return {call}(out + identity)"))
+    # The imports those forms (and torch.flatten, torch.nn.Conv2d) need.
+    imports = "import torch.nn as nn\n"
+    variants += [solution.replace(imports, "import torch\n" + imports, 1),
+                 solution.replace(imports, imports + "import torch.nn.functional as F\n", 1),
+                 solution.replace(imports, "import torch\n" + imports + "import torch.nn.functional as F\n", 1),
+                 solution.replace(imports, "from torch import nn\n", 1)]
     return variants
 
 
@@ -90,7 +96,7 @@ def load_boilerplate(skeleton_path: Path = SKELETON_PATH, solution_path: Path = 
     except OSError as exc:
         raise SimilarityError(f"cannot read the kit's {exc.filename}: {exc.strerror}") from None
     vocab = Vocabulary.from_sources(skeleton, solution)
-    sources = (skeleton, solution, *accepted_variants(solution))
+    sources = (skeleton, solution, *accepted_variants(skeleton), *accepted_variants(solution))
     kit_comments = frozenset(_comment_key(c) for s in sources for _, c in comments(s))
     return Boilerplate(vocab, sources, tuple(code_tokens(skeleton, vocab).texts), kit_comments)
 

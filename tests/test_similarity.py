@@ -1,0 +1,335 @@
+"""The similarity report on a class built from the released skeleton.
+
+Every correct file is the skeleton plus nearly the same lines, so the report
+must find the disguised copy among honest students who all wrote the reference
+answer (or an equivalent form of it), and must not flag the honest ones; plain
+MOSS-style winnowing, on the same class, flags exactly those.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder.similarity.baseline import plain_winnowing
+from autograder.similarity.extract import load_boilerplate
+from autograder.similarity.fingerprint import TokenIds, boilerplate_hashes, fingerprint
+from autograder.similarity.normalise import code_tokens
+from autograder.similarity.report import CSV_HEADER, cluster_order
+from autograder.similarity.run import similarity_report
+from tests.similarity_class import (GLOBAL_POOL, KWARGS, LIST_COMPREHENSIONS, PLACEHOLDER, REFERENCE, SKELETON, STRIDE_ON_3X3,
+                                    adaptive_pool, copy_source, disguised_copy, fill, plain_super, relu_after_add,
+                                    sub, teaching_class, torch_flatten, write_class)
+
+ROOT = Path(__file__).resolve().parents[1]
+HONEST = ["canonical_ana", "canonical_ben", "kwargs_chen", "listcomp_dara", "pool_eli"]
+COPIED = ("copy_hana", "copy_ivan")
+MISTAKE = ("mistake_fay", "mistake_gus")
+BROKEN = sub(fill(), "ResidualBlock(512, 128, 512, True),", "ResidualBlock(512, 128, 512, True,")
+
+
+def run(tmp_path: Path, files: dict[str, str], **kwargs):
+    write_class(tmp_path / "subs", files)
+    return similarity_report(tmp_path / "subs", tmp_path / "out", jobs=1, **kwargs)
+
+
+def scores(report) -> dict[tuple[str, str], float]:
+    return {(p.a, p.b): p.score for p in report.pairs}
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def teaching(tmp_path_factory):
+    files = teaching_class()
+    files.update({"untouched_jo": SKELETON, "empty_kim": "", "comments_only_lin": "# will finish tonight\n",
+                  "broken_max": BROKEN})
+    return files, run(tmp_path_factory.mktemp("teaching"), files)
+
+
+# ---- the ranking ---------------------------------------------------------------------
+
+def test_disguised_copy_ranks_first(teaching):
+    _, report = teaching
+    top = report.pairs[0]
+    assert (top.a, top.b) == COPIED
+    assert top.score > 0.8
+    assert top.score > 4 * report.pairs[1].score
+
+
+def test_identical_canonical_answers_and_equivalent_forms_score_low(teaching):
+    _, report = teaching
+    got = scores(report)
+    assert got["canonical_ana", "canonical_ben"] < 0.05
+    for i, a in enumerate(HONEST):
+        for b in HONEST[i + 1:]:
+            assert got[a, b] < 0.05, (a, b)
+
+
+def test_same_common_mistake_made_independently_scores_low(teaching):
+    _, report = teaching
+    got = scores(report)
+    assert 0 < got[MISTAKE] < 0.2          # seen (one rare token), far below the copy
+    assert got[MISTAKE] < got[COPIED] / 4
+
+
+def test_plain_winnowing_ranks_honest_pairs_first_and_this_command_does_not(teaching):
+    files, report = teaching
+    compared = {name: files[name] for name in HONEST + [*COPIED, *MISTAKE]}
+    plain = plain_winnowing(compared)
+    plain_scores = {(a, b): s for a, b, s in plain}
+    # Plain winnowing: the two identical honest answers tie or beat the disguised copy,
+    # and every honest pair looks nearly as copied.
+    assert plain_scores["canonical_ana", "canonical_ben"] == 1.0
+    assert plain[0][:2] == ("canonical_ana", "canonical_ben")
+    assert plain_scores[COPIED] <= plain_scores["canonical_ana", "canonical_ben"]
+    honest = [s for (a, b), s in plain_scores.items() if a in HONEST and b in HONEST]
+    assert min(honest) > 0.6 and sum(s > 0.8 for s in honest) >= len(honest) / 2
+    # This command, same files: the copy first, honest pairs near 0.
+    ours = scores(report)
+    assert (report.pairs[0].a, report.pairs[0].b) == COPIED
+    assert max(ours[a, b] for a, b in plain_scores if a in HONEST and b in HONEST) < 0.05
+
+
+# ---- what is listed and what is compared ---------------------------------------------
+
+def test_untouched_empty_and_comment_only_files_are_listed_not_compared(teaching):
+    _, report = teaching
+    listed = {s.student: s.skipped for s in report.listed}
+    assert listed == {"untouched_jo": "untouched skeleton", "empty_kim": "empty", "comments_only_lin": "empty"}
+    rows = read_csv(report.files[0])
+    named = {name for row in rows[1:] for name in row[:2]}
+    assert not named & set(listed)
+    md = report.files[1].read_text(encoding="utf-8")
+    assert "## Listed, not compared" in md and "| untouched_jo | untouched skeleton:" in md
+
+
+def test_syntax_error_file_is_compared_as_text(teaching):
+    files, report = teaching
+    broken = next(s for s in report.students if s.student == "broken_max")
+    assert broken.compared and broken.tree_tokens is None and broken.text_tokens.texts
+    got = scores(report)
+    assert ("broken_max", "canonical_ana") in got
+    assert got["broken_max", "canonical_ana"] < 0.05          # the reference answer, as text, is still boilerplate
+
+
+def test_syntax_error_copy_is_still_found(tmp_path):
+    original = copy_source()
+    broken_copy = sub(disguised_copy(original), "        self.layer4 = nn.Sequential(", "        self.layer4 = nn.Sequential((")
+    files = {"a": fill(), "b": fill(), "c": plain_super(fill(KWARGS)), "src": original, "cpy": broken_copy}
+    report = run(tmp_path, files)
+    assert (report.pairs[0].a, report.pairs[0].b) == ("cpy", "src")
+    assert report.pairs[0].score > 0.8
+    assert "compared as text" in report.files[1].read_text(encoding="utf-8")
+
+
+def test_class_of_one(tmp_path):
+    report = run(tmp_path, {"only": copy_source()})
+    assert report.pairs == []
+    assert read_csv(report.files[0]) == [CSV_HEADER]
+    assert "Nothing to compare" in report.files[1].read_text(encoding="utf-8")
+    assert report.files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nothing_but_untouched_and_empty_files(tmp_path):
+    report = run(tmp_path, {"a": SKELETON, "b": "", "c": SKELETON.replace("\n\n", "\n")})
+    assert [s.skipped for s in report.students] == ["untouched skeleton", "empty", "untouched skeleton"]
+    assert read_csv(report.files[0]) == [CSV_HEADER]
+
+
+# ---- normalisation: families of honest forms and of disguises --------------------------
+
+ACCEPTED_FORMS = {
+    "reference": fill(),
+    "keyword arguments": fill(KWARGS),
+    "list comprehensions": fill(LIST_COMPREHENSIONS),
+    "AvgPool2d(2, 1)": fill(GLOBAL_POOL),
+    "AdaptiveAvgPool2d((1, 1))": adaptive_pool(fill()),
+    "AdaptiveAvgPool2d(1)": sub(fill(), "nn.AvgPool2d(2, 2)", "nn.AdaptiveAvgPool2d(output_size=1)"),
+    "super()": plain_super(fill()),
+    "torch.flatten": torch_flatten(fill()),
+    "x.reshape(x.shape[0], -1)": sub(fill(), "out.view(out.size(0), -1)", "out.reshape(out.shape[0], -1)"),
+    "ReLU after the addition (functional)": relu_after_add(fill()),
+    "ReLU after the addition (module)": sub(sub(fill(), "        self.downsample = downsample\n",
+                                                "        self.downsample = downsample\n"
+                                                "        self.relu = nn.ReLU(inplace=True)\n"),
+                                            "return out + identity", "return self.relu(out + identity)"),
+    "reject line kept": fill(keep_reject_line=True),
+    "torch.nn.Conv2d spelled out": sub(fill({"Q2: the Conv2d arguments in layer1": "3, 64, kernel_size=7, stride=2, padding=3"}),
+                                       "nn.Conv2d(", "torch.nn.Conv2d(").replace("import torch.nn as nn",
+                                                                                "import torch\nimport torch.nn as nn"),
+    "default downsample left out": fill({"Q2: the arguments of layer2's first ResidualBlock": "64, 64, 256"}),
+    "all at once": torch_flatten(plain_super(adaptive_pool(fill({**KWARGS, **LIST_COMPREHENSIONS})))),
+}
+
+
+@pytest.fixture(scope="module")
+def kit():
+    boilerplate = load_boilerplate()
+    token_ids = TokenIds()
+    return boilerplate, token_ids, boilerplate_hashes(boilerplate.sources, boilerplate.vocab, token_ids)
+
+
+@pytest.mark.parametrize("form", sorted(ACCEPTED_FORMS))
+def test_every_accepted_form_is_boilerplate(kit, form):
+    boilerplate, token_ids, kit_hashes = kit
+    tokens = code_tokens(ACCEPTED_FORMS[form], boilerplate.vocab)
+    assert tokens.parsed
+    own = fingerprint(tokens, token_ids, kit_hashes).own
+    assert own.sum() == 0, [(tokens.texts[i], tokens.first[i]) for i in own.nonzero()[0]]
+
+
+def test_a_mistake_is_the_students_own(kit):
+    boilerplate, token_ids, kit_hashes = kit
+    tokens = code_tokens(fill(STRIDE_ON_3X3), boilerplate.vocab)
+    own = fingerprint(tokens, token_ids, kit_hashes).own
+    assert [(tokens.texts[i], tokens.first[i]) for i in own.nonzero()[0]] == [("2", 123)]
+
+
+DISGUISES = {
+    "renamed helper and variables, translated comments, blank lines": disguised_copy,
+    "positional arguments made keywords": lambda t: sub(sub(t, "ResidualBlock(in_ch, mid_ch, out_ch, False)",
+                                                            "ResidualBlock(in_channels=in_ch, middle_channels=mid_ch, "
+                                                            "out_channels=out_ch, downsample=False)"),
+                                                        "nn.Conv2d(3, 64, 7, 2, 3)",
+                                                        "nn.Conv2d(in_channels=3, out_channels=64, kernel_size=7, "
+                                                        "stride=2, padding=3)"),
+    "super() and comments removed": lambda t: re.sub(r"  +# .*|\n *# [a-z].*", "", plain_super(t)),
+    "reformatted: one argument per line": lambda t: t.replace("ResidualBlock(out_ch, mid_ch, out_ch, shrink_last and last)",
+                                                              "ResidualBlock(\n            out_ch,\n            mid_ch,\n"
+                                                              "            out_ch,\n            shrink_last and last,\n"
+                                                              "        )"),
+    "own comments added everywhere": lambda t: t.replace("\n    stage", "\n    # my stage\n    stage"),
+}
+
+
+@pytest.mark.parametrize("disguise", sorted(DISGUISES))
+def test_disguises_do_not_hide_a_copy(tmp_path, disguise):
+    original = copy_source()
+    files = {"a": fill(), "b": fill(), "c": plain_super(fill(KWARGS)), "d": torch_flatten(fill(LIST_COMPREHENSIONS)),
+             "e": fill(STRIDE_ON_3X3), "orig": original, "zcopy": DISGUISES[disguise](original)}
+    report = run(tmp_path, files)
+    assert (report.pairs[0].a, report.pairs[0].b) == ("orig", "zcopy")
+    assert report.pairs[0].score > 0.8
+    assert report.pairs[1].score < 0.2
+
+
+def test_markdown_shows_fragments_side_by_side_with_their_lines(teaching):
+    files, report = teaching
+    md = report.files[1].read_text(encoding="utf-8")
+    assert "## 1. copy_hana and copy_ivan" in md
+    headings = re.findall(r"### Fragment \d+: copy_hana/resnet50_skeleton.py lines (\d+)-(\d+), "
+                          r"copy_ivan/resnet50_skeleton.py lines (\d+)-(\d+)", md)
+    assert headings
+    # the helper's definition is shown on both sides, with its real line number
+    hana_line = files["copy_hana"].split("\n").index(next(ln for ln in files["copy_hana"].split("\n")
+                                                          if ln.startswith("def make_stage"))) + 1
+    ivan_line = files["copy_ivan"].split("\n").index(next(ln for ln in files["copy_ivan"].split("\n")
+                                                          if ln.startswith("def build_layer"))) + 1
+    assert re.search(rf"^ *{hana_line} def make_stage\(.*\| +{ivan_line} def build_layer\(", md, re.M)
+    assert any(int(a0) <= hana_line <= int(a1) and int(b0) <= ivan_line <= int(b1) for a0, a1, b0, b1 in headings)
+
+
+def test_heatmap_order_keeps_a_cluster_together(teaching):
+    _, report = teaching
+    names = [s.student for s in report.students if s.compared]
+    order = cluster_order(names, report.pairs)
+    assert sorted(order) == sorted(names)
+    assert abs(order.index("copy_hana") - order.index("copy_ivan")) == 1
+
+
+# ---- the command line ----------------------------------------------------------------
+
+def similarity(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "similarity", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_end_to_end(tmp_path):
+    files = teaching_class()
+    files["Jane Doe"] = files.pop("pool_eli")          # an LMS folder name with a space
+    write_class(tmp_path / "subs", files)
+    (tmp_path / "subs" / "untouched_jo").mkdir()
+    (tmp_path / "subs" / "untouched_jo" / "resnet50_skeleton.py").write_text(SKELETON)
+    done = similarity(tmp_path / "subs", "--out", tmp_path / "out", "--top", "3", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "copy_hana  copy_ivan" in done.stdout
+    rows = read_csv(tmp_path / "out" / "similarity.csv")
+    assert rows[0] == CSV_HEADER
+    assert len(rows) - 1 == 9 * 8 // 2                # every pair of the 9 compared files, once
+    assert rows[1][:2] == list(COPIED)
+    values = [float(r[2]) for r in rows[1:]]
+    assert values == sorted(values, reverse=True) and all(0 <= v <= 1 for v in values)
+    assert any("Jane Doe" in r[:2] for r in rows[1:])
+    md = (tmp_path / "out" / "similarity.md").read_text(encoding="utf-8")
+    assert "## Top 2 pairs" in md and "untouched_jo" in md
+    assert (tmp_path / "out" / "similarity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case", ["missing path", "empty folder", "out is a file", "grades not a grade output"])
+def test_cli_errors_exit_2_with_one_line(tmp_path, case):
+    write_class(tmp_path / "subs", {"a": fill(), "b": fill(KWARGS)})
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    args = {"missing path": [tmp_path / "nowhere", "--out", tmp_path / "out"],
+            "empty folder": [tmp_path / "empty", "--out", tmp_path / "out"],
+            "out is a file": [tmp_path / "subs", "--out", tmp_path / "a_file" / "out"],
+            "grades not a grade output": [tmp_path / "subs", "--out", tmp_path / "out", "--grades", tmp_path / "empty"],
+            }[case]
+    done = similarity(*args, "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ---- --grades: the same rare deductions ---------------------------------------------------
+
+MAXPOOL_PADDING_0 = {"Q2: the MaxPool2d arguments in layer1": "3, 2, 0"}
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """Six students graded for real: two share a rare mistake, three share one that
+    half the class made, one is correct."""
+    from autograder.grade.batch import grade_batch
+
+    folder = tmp_path_factory.mktemp("graded")
+    files = {"rare_1": fill(STRIDE_ON_3X3), "rare_2": plain_super(fill({**KWARGS, **STRIDE_ON_3X3})),
+             "half_1": fill(MAXPOOL_PADDING_0), "half_2": adaptive_pool(fill(MAXPOOL_PADDING_0)),
+             "half_3": torch_flatten(fill(MAXPOOL_PADDING_0)), "right": fill()}
+    write_class(folder / "subs", files)
+    grade_batch(folder / "subs", folder / "grades", jobs=2, progress=False, log=lambda *a: None)
+    return folder
+
+
+def test_shared_rare_deductions_raise_a_pair_and_half_the_class_is_no_evidence(graded_class, tmp_path):
+    without = similarity_report(graded_class / "subs", tmp_path / "plain", jobs=1)
+    with_grades = similarity_report(graded_class / "subs", tmp_path / "graded", grades=graded_class / "grades", jobs=1)
+    before, after = scores(without), scores(with_grades)
+    rare = next(p for p in with_grades.pairs if (p.a, p.b) == ("rare_1", "rare_2"))
+    assert rare.shared_deductions and all(d.startswith("Q1a") for d in rare.shared_deductions)
+    assert after["rare_1", "rare_2"] > before["rare_1", "rare_2"] + 0.05
+    for pair in [("half_1", "half_2"), ("half_1", "half_3"), ("half_2", "half_3")]:
+        assert after[pair] == before[pair]                # 3 of 6 made it: no evidence
+    rows = {tuple(r[:2]): r for r in read_csv(with_grades.files[0])[1:]}
+    assert int(rows["rare_1", "rare_2"][4]) == len(rare.shared_deductions) > 0
+    assert int(rows["half_1", "half_2"][4]) == 0
+    assert "the same rare deductions" in with_grades.files[1].read_text(encoding="utf-8")
+
+
+def test_reference_answers_used_by_the_class_builder_match_the_solution():
+    """The test class is only meaningful if ``fill()`` is the reference solution."""
+    boilerplate = load_boilerplate()
+    solution = (ROOT / "solutions" / "resnet50_skeleton.py").read_text(encoding="utf-8")
+    ours = code_tokens(fill(), boilerplate.vocab).texts
+    theirs = code_tokens(solution, boilerplate.vocab).texts
+    body = ours[ours.index("def") if "def" in ours else 0:]
+    assert [t for t in body if t != "S"][-300:] == [t for t in theirs if t != "S"][-300:]
+    assert set(REFERENCE) == {m.group(1) for m in PLACEHOLDER.finditer(SKELETON)}
