@@ -464,7 +464,10 @@ def test_strict_refuses_when_a_hidden_folder_stays_visible(planted):
 def test_strict_starts_with_an_allow_list(disable, student):
     if not expects_allow_list(disable):
         pytest.skip("this machine offers no allow-list in this mode (test_strict_refuses... covers it)")
-    with Sandbox(job=JOB, preload=(), limits=LIMITS, isolation="strict", disable=disable) as s:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # e.g. no disk quota without a mount namespace
+        s = Sandbox(job=JOB, preload=(), limits=LIMITS, isolation="strict", disable=disable)
+    with s:
         assert s.run(student("def main(req):\n    return b'strict ok'\n"), b"").payload == b"strict ok"
         assert "no filesystem isolation" not in (s.warning or "")
 
@@ -594,6 +597,12 @@ def test_batch_hides_other_submissions_from_each_student(planted, tmp_path):
     assert "DENIED" in written                # eve's output does reach her feedback ...
     for marker in (f"BOB_{tag}", f"ALICE_{tag}", f"OPT_SECRET_{tag}", "GOT"):
         assert marker not in written          # ... but nothing she should not see
+
+
+@pytest.mark.parametrize("field", ["scratch_bytes", "fsize_bytes", "timeout_s"])
+def test_limits_must_be_positive(field):
+    with pytest.raises(ValueError, match=field):
+        Limits(**{field: 0})
 
 
 def test_cli_passes_isolation():

@@ -15,6 +15,12 @@ class Limits:
     fsize_bytes: int = 64 << 20       # largest single file
     scratch_bytes: int = 64 << 20     # size of the tmpfs temp dir: all files together
 
+    def __post_init__(self):
+        # A zero would mean "no limit" to tmpfs and to some rlimits: refuse it here.
+        bad = [f.name for f in dataclasses.fields(self) if not getattr(self, f.name) > 0]
+        if bad:
+            raise ValueError(f"sandbox limits must be positive: {', '.join(bad)}")
+
 
 SCRATCH_INODES = 4096                 # files + folders in the scratch tmpfs
 
