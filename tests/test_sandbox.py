@@ -605,6 +605,25 @@ def test_limits_must_be_positive(field):
         Limits(**{field: 0})
 
 
+def test_cli_strict_refusal_is_one_line(monkeypatch, tmp_path, capsys):
+    """A machine with neither Landlock nor a mount namespace, simulated: `grade --isolation strict`
+    says why in one line and grades nothing."""
+    import functools
+
+    import autograder.grade.sandbox as sandbox_pkg
+    from autograder.cli import main
+    monkeypatch.setattr(sandbox_pkg, "Sandbox", functools.partial(Sandbox, disable=("landlock", "mount")))
+    (tmp_path / "subs" / "bob").mkdir(parents=True)
+    (tmp_path / "subs" / "bob" / "resnet50_skeleton.py").write_text("x = 1\n")
+    code = main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--isolation", "strict",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: sandbox: isolation='strict' refused: no filesystem isolation")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
 def test_cli_passes_isolation():
     from autograder.cli import build_parser
     args = build_parser().parse_args(["grade", "subs", "--out", "o", "--isolation", "strict"])
