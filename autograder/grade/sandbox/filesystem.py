@@ -183,12 +183,13 @@ def build_allow_list_root(rundir: str, pydirs: list[str], hidden: list[str], lim
     else:
         umount(".", MNT_DETACH)               # ... and is detached: the host tree is gone
     os.chdir("/")
-    kept = ", ".join(["python prefixes"] + [b for b in bound if b not in pydirs])
-    return exposed, [f"allow-list root ({how}): read-only {kept}, /etc/{{{','.join(ETC_ENTRIES)}}}, "
-            f"/dev/{{{','.join(DEV_NODES)}}}; nothing else"
-            + (f" (covered: {', '.join(covered)})" if covered else ""),
-            "fresh /proc (own pid namespace only)" if fresh_proc else "/proc of the host pid namespace",
-            scratch]
+    kept = ", ".join(["python prefixes"] + [b for b in bound if b not in pydirs] + list(SYS_DIRS))
+    view = (f"allow-list root ({how}): read-only {kept}, /etc/{{{','.join(ETC_ENTRIES)}}}, "
+            f"/dev/{{{','.join(DEV_NODES)}}}; nothing else")
+    if covered:
+        view += f" (covered: {', '.join(covered)})"
+    proc = "fresh /proc (own pid namespace only)" if fresh_proc else "/proc of the host pid namespace"
+    return exposed, [view, proc, scratch]
 
 
 def undo_root(rundir: str) -> None:
