@@ -629,3 +629,52 @@ def test_cli_passes_isolation():
     args = build_parser().parse_args(["grade", "subs", "--out", "o", "--isolation", "strict"])
     assert args.isolation == "strict"
     assert build_parser().parse_args(["grade", "subs", "--out", "o"]).isolation == "auto"
+
+
+# The ways different students reach for a file they may not read.
+SNEAK = """
+import json, os, subprocess
+def attempts(p):
+    yield 'open', lambda: open(p).read()
+    yield 'proc-self-root', lambda: open('/proc/self/root' + p).read()
+    yield 'proc-1-root', lambda: open('/proc/1/root' + p).read()
+    def via_link():
+        os.symlink(p, 'link')
+        try:
+            return open('link').read()
+        finally:
+            os.unlink('link')
+    yield 'symlink', via_link
+    def via_hardlink():
+        os.link(p, 'hard')
+        return open('hard').read()
+    yield 'hardlink', via_hardlink
+    def via_cat():
+        r = subprocess.run(['cat', p], capture_output=True)
+        if r.returncode:
+            raise OSError(r.stderr.decode()[:80])
+        return r.stdout.decode()
+    yield 'cat', via_cat
+def main(req):
+    got = {}
+    for p in json.loads(req):
+        for how, fn in attempts(p):
+            try:
+                got[f'{how} {p}'] = fn()
+            except Exception as e:
+                got[f'{how} {p}'] = 'DENIED ' + type(e).__name__
+    return json.dumps(got).encode()
+"""
+
+
+def test_no_way_around_the_allow_list(mode_sb, planted, student):
+    name, disable, s = mode_sb
+    targets = [str(planted["opt"] / "secret"), str(planted["subs"] / "bob" / "resnet50_skeleton.py")]
+    r = s.run(student(SNEAK), json.dumps(targets).encode())
+    assert r.status == "ok", r.message + r.output
+    got = json.loads(r.payload)
+    leaked = {k: v for k, v in got.items() if planted["tag"] in v}
+    if expects_allow_list(disable):
+        assert not leaked, leaked
+    else:
+        assert f"open {targets[0]}" in leaked   # the control: without an allow-list, it is readable
