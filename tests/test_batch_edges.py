@@ -679,3 +679,26 @@ def test_file_ids_never_collide():
     for file_id in ids:
         assert SAFE_FILE_NAME.match(file_id) and not file_id.startswith(".") and len(file_id) < 120
         file_id.encode("utf-8")
+
+
+def test_an_unreadable_folder_is_that_students_problem(tmp_path, monkeypatch):
+    """A folder the grader may not list (a tar with mode 000; root reads anyway, so the
+    refusal is simulated) is one student's missing row, not the batch's error."""
+    folder = put(tmp_path / "subs", {"bob/" + STUDENT_FILE: SOLUTION, "locked/" + STUDENT_FILE: SOLUTION})
+    real_entries = batch_module._entries
+
+    def entries(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_entries(path)
+
+    monkeypatch.setattr(batch_module, "_entries", entries)
+    found = {s.student: s for s in discover(folder)}
+    assert found["bob"].file == folder / "bob" / STUDENT_FILE
+    assert found["locked"].file is None and "Permission denied" in found["locked"].problem
+
+
+def test_path_that_is_neither_file_nor_folder_is_a_batch_error(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(batch_module.BatchError, match="not a .py file or a folder"):
+        run_with_deadline(lambda: discover(tmp_path / "pipe"), seconds=20)

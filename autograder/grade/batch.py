@@ -132,6 +132,8 @@ def discover(path: Path, skip: tuple[Path, ...] = (), log=print) -> list[Submiss
         if path.suffix != ".py":
             raise BatchError(f"{path} is not a .py file or a folder of submissions")
         found = [Submission(path.stem, path, trusted_link=True)]
+    elif not path.is_dir():
+        raise BatchError(f"{path} is not a .py file or a folder of submissions")
     else:
         skipped = {p.resolve() for p in skip}
         found, loose = [], []
@@ -148,7 +150,10 @@ def discover(path: Path, skip: tuple[Path, ...] = (), log=print) -> list[Submiss
                 if full.resolve() in skipped or _looks_like_output(full):
                     log(clean_text(f"skipping {full}: it is a grader output folder, not a student"))
                     continue
-                file, problem, notes = _find_in_folder(full)
+                try:
+                    file, problem, notes = _find_in_folder(full)
+                except OSError as exc:   # an unreadable folder is that student's problem only
+                    file, problem, notes = None, f"the submission folder could not be read ({exc.strerror or exc})", ()
                 found.append(Submission(entry.name, file, full, problem=problem, notes=notes))
             elif entry.name.endswith(".py"):
                 loose.append(full)
