@@ -108,6 +108,13 @@ CAPTURED = {
                                   "        super(PlainBlock, self).__init__(in_channels, middle_channels, out_channels)\n"
                                   "\n\n#####\n# Question 2"),
         (LAYER4, "            PlainBlock(512, 256, 1024),\n" + "            PlainBlock(1024, 256, 1024),\n" * 5)),
+    "f1_functools_partial": subs(
+        SOLUTION,
+        (IMPORT, "import functools\n" + IMPORT),
+        ("class ResNet50_layer4(nn.Module):\n",
+         "Wide = functools.partial(ResidualBlock, middle_channels=256, out_channels=1024)\n\n\n"
+         "class ResNet50_layer4(nn.Module):\n"),
+        (LAYER4, "            Wide(512),\n" + "            Wide(1024),\n" * 5)),
     "f1_renamed_parameters": subs(
         SOLUTION,
         ("def __init__(self, in_channels, middle_channels, out_channels, downsample=False):\n"
@@ -245,6 +252,12 @@ REUSED = {   # variant -> (source, part, stage, times used)
                                .replace("        self.layer3 = nn.Sequential(\n",
                                         "        b = ResidualBlock(512, 128, 512, False)\n"
                                         "        self.layer3 = nn.Sequential(\n"), "Q2b", "layer3", 2),
+    "f6_reused_in_module_list": (subs(SHARED_LAYER4, ("        self.layer4 = nn.Sequential(\n", "        self.layer4 = nn.ModuleList([\n"),
+                                      ("            *[shared] * 5,\n            ### END SOLUTION\n        )\n",
+                                       "            *[shared] * 5,\n            ### END SOLUTION\n        ])\n"),
+                                      ("        out = self.layer4(out)\n",
+                                       "        for block in self.layer4:\n            out = block(out)\n")),
+                                 "Q2c", "layer4", 5),
     "f6_reused_in_layer2": (sub(SOLUTION, LAYER2, "            ResidualBlock(64, 64, 256, False),\n"
                                                   "            self.middle, self.middle,\n")
                             .replace("        self.layer2 = nn.Sequential(\n",

@@ -159,3 +159,34 @@ def test_key_diff_lists_from_the_models_point_of_view():
     assert "missing in your model (1):\n    1.bias" in text
     assert "unexpected (your model has them, the checkpoint does not) (1):\n    1.weight" in text
     assert "0.weight: 3 x 5 vs 3 x 4" in text
+
+
+def test_odd_values_in_the_new_report_fields_gain_nothing_and_crash_nothing(expectations, rubric):
+    report = copy.deepcopy(expectations.reference)
+    layer4 = report["q2"]["stage_children"]["layer4"]
+    layer4[1]["same_as"] = "0"          # not an index: ignored
+    layer4[2]["same_as"] = 7            # not an earlier position: ignored
+    layer4[3]["open_blank"] = 5         # not text: ignored
+    report["q2"]["num_classes_default_blank"] = ["x"]
+    result = graded(report, expectations, rubric)
+    assert result.status == "ok" and result.total == 105
+
+
+def test_an_open_blank_is_not_checked_and_scores_nothing(expectations, rubric):
+    report = copy.deepcopy(expectations.reference)
+    report["q2"]["modules"]["fc"]["open_blank"] = "the Linear arguments of fc are not filled in"
+    result = graded(report, expectations, rubric)
+    by_check = {c.check: c for c in result.checks if c.part == "Q2a"}
+    assert by_check["fc"].score == 0 and by_check["forward"].score == 0
+    assert by_check["fc"].deductions == ["not checked: the Linear arguments of fc are not filled in"]
+    assert result.part_score("Q2a") == 21 and result.total == 101
+
+
+def test_a_reused_block_object_is_named_not_counted_short(expectations, rubric):
+    report = copy.deepcopy(expectations.reference)
+    layer4 = report["q2"]["stage_children"]["layer4"]
+    for i in range(2, 6):
+        layer4[i]["same_as"] = 1
+    blocks = next(c for c in graded(report, expectations, rubric).checks if c.part == "Q2c" and c.check == "blocks")
+    assert blocks.deductions[0].startswith("layer4: the same block object is used 5 times (layer4[1], layer4[2]")
+    assert blocks.score == round(16 * 8 / 24, 2)

@@ -121,7 +121,7 @@ def grade_blocks(stage: StageSpec, children: list) -> tuple[int, int, list[str],
                               f"found {found_block_text(child)} -- wrong: {', '.join(wrong)}")
         for n, v in zip(ARGS, want.args):
             if n not in wrong and type(args.get(n)) is not type(v):
-                retyped.setdefault(f"{n}={args.get(n)!r} counts as {v!r}", []).append(where)
+                retyped.setdefault(f"{n}={repr(args.get(n))[:60]} counts as {v!r}", []).append(where)
     notes += [f"{', '.join(places)}: {text}, the value the table gives: full credit"
               for text, places in retyped.items()]
     extra = len(children) - len(stage.blocks)

@@ -169,15 +169,15 @@ def stem_differences(q2: dict, reference_q2: dict) -> list[str]:
     got = [c for c in field(field(q2, "stage_children", dict, {}), "layer1", list, []) if isinstance(c, dict)]
     want = reference_q2["stage_children"]["layer1"]
     found = []
-    got_types, want_types = [c.get("type") for c in got], [c.get("type") for c in want]
+    got_types, want_types = [str(c.get("type"))[:40] for c in got], [c.get("type") for c in want]
     if got_types != want_types:
-        found.append(f"layer1 holds {', '.join(map(str, got_types)) or 'nothing'}; the table's stem is "
-                     f"{', '.join(want_types)}")
+        shown = ", ".join(got_types[:8]) + (", ..." if len(got_types) > 8 else "")
+        found.append(f"layer1 holds {shown or 'nothing'}; the table's stem is {', '.join(want_types)}")
     for kind, keys in (("Conv2d", STEM_DETAILS), ("BatchNorm2d", BATCHNORM_SETTINGS)):
         _, mine = _first(got, kind)
         _, theirs = _first(want, kind)
         if mine and theirs:
-            changed = [f"{k}={_short(mine.get(k))}" for k in keys if mine.get(k) != theirs.get(k)]
+            changed = [f"{k}={str(_short(mine.get(k)))[:40]}" for k in keys if mine.get(k) != theirs.get(k)]
             if changed:
                 found.append(f"layer1's {kind} has {', '.join(changed)} (the reference: "
                              f"{', '.join(f'{k}={_short(theirs.get(k))}' for k in keys)})")
