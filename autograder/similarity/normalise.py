@@ -3,19 +3,20 @@
 Two students who write the same program differently must give the same
 stream, and a student who renames things must not change it:
 
-* the forms the grader accepts as equivalent are rewritten to one form on the
-  syntax tree (keyword arguments bound to positions, ``*[block for _ in
-  range(n)]`` unrolled, the global pools, ``super()``, the flatten spellings);
-* the tree is printed back (``ast.unparse``), so layout, parentheses, quotes and
-  comments are gone;
+* layout and comments are not tokens; string literals become ``S``;
 * every name the student could rename becomes ``V``: names the student defines
   (helpers, variables, arguments, new attributes). Names a renaming would break
   stay: the skeleton's classes, functions and ``self.`` attributes (the grader
   looks them up), Python's keywords and built-ins, and library names (``nn``,
-  ``Conv2d``, ``view`` ...). String literals become ``S``.
+  ``Conv2d``, ``view`` ...);
+* when the file parses, each call written in a form the grader accepts as
+  equivalent is rewritten on the syntax tree to one spelling (keyword arguments
+  bound to positions, ``*[block for _ in range(n)]`` unrolled, the global pools,
+  ``super()``, the flatten spellings), and its tokens are those of the rewritten
+  call (``ast.unparse``); the rest keeps the file's own tokens.
 
-A file that does not parse is tokenised as text with the same renaming rule,
-without the rewrites. Nothing here runs student code.
+A file that does not parse keeps its text tokens, renamed but not rewritten.
+Nothing here runs student code.
 """
 from __future__ import annotations
 
@@ -100,18 +101,21 @@ class Tokens:
 
 
 def raw_tokens(source: str):
-    """(kind, text, line) for every token of ``source``, comments included; never fails."""
-    line = 1
+    """(kind, text, line, column) for every token of ``source``, comments included; never fails."""
+    line, line_start = 1, 0
     for match in TOKEN_RE.finditer(source):
         kind, text = match.lastgroup, match.group()
         if kind not in ("space", "newline"):
-            yield kind, text, line
-        line += text.count("\n")
+            yield kind, text, line, match.start() - line_start
+        breaks = text.count("\n")
+        if breaks:
+            line += breaks
+            line_start = match.start() + text.rindex("\n") + 1
 
 
 def comments(source: str) -> list[tuple[int, str]]:
     """(line, comment text without '#') for every comment in ``source``."""
-    return [(line, text.lstrip("#").strip()) for kind, text, line in raw_tokens(source) if kind == "comment"]
+    return [(line, text.lstrip("#").strip()) for kind, text, line, _ in raw_tokens(source) if kind == "comment"]
 
 
 def _renamed(kind: str, text: str, before: list[str], vocab: Vocabulary) -> str:
@@ -126,28 +130,22 @@ def _renamed(kind: str, text: str, before: list[str], vocab: Vocabulary) -> str:
     return text if text in vocab.names else RENAMED
 
 
-def _append(out: Tokens, text: str, first: int, last: int, vocab: Vocabulary) -> None:
-    for kind, token, _ in raw_tokens(text):
-        if kind == "comment":
-            continue
-        out.texts.append(_renamed(kind, token, out.texts[-2:], vocab))
-        out.first.append(first)
-        out.last.append(last)
-
-
-def text_tokens(source: str, vocab: Vocabulary, found_comments: list | None = None) -> Tokens:
+def text_tokens(source: str, vocab: Vocabulary, found_comments: list | None = None,
+                positions: list | None = None) -> Tokens:
     """Tokens of ``source`` as text: renamed, but no rewrites; each on its own line.
-    Comments go to ``found_comments`` as (line, text) when it is given."""
+    Comments go to ``found_comments`` as (line, text), and each token's (line,
+    column) to ``positions``, when they are given."""
     out = Tokens([], [], [], parsed=False)
-    for kind, token, line in raw_tokens(source):
+    for kind, token, line, column in raw_tokens(source):
         if kind == "comment":
             if found_comments is not None:
                 found_comments.append((line, token.lstrip("#").strip()))
             continue
         out.texts.append(_renamed(kind, token, out.texts[-2:], vocab))
-        last = line + token.count("\n")
         out.first.append(line)
-        out.last.append(last)
+        out.last.append(line + token.count("\n"))
+        if positions is not None:
+            positions.append((line, column))
     return out
 
 
@@ -195,6 +193,10 @@ def _nn(attr: str) -> ast.Attribute:
     return ast.Attribute(value=ast.Name(id="nn", ctx=ast.Load()), attr=attr, ctx=ast.Load())
 
 
+def _is_nn(func: ast.AST) -> bool:
+    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "nn"
+
+
 def _flatten_of(x: ast.AST) -> ast.Call:
     """The skeleton's spelling: ``x.view(x.size(0), -1)``."""
     size = ast.Call(func=ast.Attribute(value=copy.deepcopy(x), attr="size", ctx=ast.Load()),
@@ -219,115 +221,130 @@ def _is_minus_one(node: ast.AST) -> bool:
     return isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and _const(node.operand) == 1
 
 
-class AcceptedForms(ast.NodeTransformer):
-    """Rewrites each form the grader accepts as equivalent into one spelling."""
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        args = []
-        for arg in node.args:
-            args.extend(_unrolled(arg) or [arg])
-        node.args = args
-        name = _callee(node)
-        if name == "super" and isinstance(node.func, ast.Name):
-            node.args = []                       # super(Cls, self) -> super()
-            return node
-        flat = self._flatten(node, name)
-        if flat is not None:
-            return ast.copy_location(flat, node)
-        if name in NN_LAYERS:
-            node.func = _nn(name)                # Conv2d, torch.nn.Conv2d -> nn.Conv2d
-        pool = self._global_pool(node, name)
-        if pool is not None:
-            return ast.copy_location(pool, node)
-        if name in SIGNATURES:
-            self._bind(node, *SIGNATURES[name])
-        return node
-
-    @staticmethod
-    def _flatten(node: ast.Call, name: str) -> ast.Call | None:
-        func = node.func
-        if not isinstance(func, ast.Attribute):
-            return None
-        keywords = {k.arg: _const(k.value) for k in node.keywords}
-        if name == "flatten" and isinstance(func.value, ast.Name) and func.value.id == "torch":
-            if len(node.args) == 2 and _const(node.args[1]) == 1 and not keywords:
-                return _flatten_of(node.args[0])
-            if len(node.args) == 1 and keywords == {"start_dim": 1}:
-                return _flatten_of(node.args[0])
-            return None
-        x = func.value
-        if name == "flatten" and [_const(a) for a in node.args] == [1] and not keywords:
-            return _flatten_of(x)
-        if name in ("view", "reshape") and len(node.args) == 2 and not keywords:
-            first, second = node.args
-            if _is_minus_one(second) and _is_batch_size_of(first, x):
-                return _flatten_of(x)
-            if _is_minus_one(first) and isinstance(_const(second), int):
-                return _flatten_of(x)         # x.view(-1, 1024): the same on this model
+def _flatten(node: ast.Call, name: str) -> ast.Call | None:
+    """``torch.flatten(x, 1)``, ``x.flatten(1)``, ``x.reshape(x.shape[0], -1)``, ``x.view(-1, 1024)``
+    ... as ``x.view(x.size(0), -1)``; None for anything else."""
+    func = node.func
+    if not isinstance(func, ast.Attribute) or name not in ("flatten", "view", "reshape"):
         return None
+    keywords = {k.arg: _const(k.value) for k in node.keywords}
+    if name == "flatten" and isinstance(func.value, ast.Name) and func.value.id == "torch":
+        if len(node.args) == 2 and _const(node.args[1]) == 1 and not keywords:
+            return _flatten_of(node.args[0])
+        if len(node.args) == 1 and keywords == {"start_dim": 1}:
+            return _flatten_of(node.args[0])
+        return None
+    x = func.value
+    if name == "flatten" and [_const(a) for a in node.args] == [1] and not keywords:
+        return _flatten_of(x)
+    if name in ("view", "reshape") and len(node.args) == 2 and not keywords:
+        first, second = node.args
+        if _is_minus_one(second) and _is_batch_size_of(first, x):
+            return None if name == "view" and isinstance(first, ast.Call) and _callee(first) == "size" \
+                else _flatten_of(x)          # already the skeleton's spelling
+        if _is_minus_one(first) and isinstance(_const(second), int):
+            return _flatten_of(x)            # x.view(-1, 1024): the same on this model
+    return None
 
-    @staticmethod
-    def _global_pool(node: ast.Call, name: str) -> ast.Call | None:
-        """Every pooling the grader accepts on the 2x2 map before fc: ``nn.AvgPool2d(2, 2)``."""
-        values = [_const(a) if not isinstance(a, ast.Tuple) else tuple(_const(e) for e in a.elts)
-                  for a in node.args] + [_const(k.value) for k in node.keywords]
-        if name == "AdaptiveAvgPool2d" and values in ([1], [(1, 1)]):
-            pass
-        elif name == "AvgPool2d" and values and values[0] in (2, (2, 2)) and all(
-                v in (1, 2, (1, 1), (2, 2), None) for v in values[1:2]) and len(values) <= 2:
-            pass
-        else:
+
+def _global_pool(node: ast.Call, name: str) -> ast.Call | None:
+    """Every pooling the grader accepts on the 2x2 map before fc, as ``nn.AvgPool2d(2, 2)``;
+    None when ``node`` is not one, or is that already."""
+    values = [_const(a) if not isinstance(a, ast.Tuple) else tuple(_const(e) for e in a.elts)
+              for a in node.args] + [_const(k.value) for k in node.keywords]
+    if name == "AdaptiveAvgPool2d" and values in ([1], [(1, 1)]):
+        pass
+    elif name == "AvgPool2d" and values and values[0] in (2, (2, 2)) and len(values) <= 2 and all(
+            v in (1, 2, (1, 1), (2, 2), None) for v in values[1:2]):
+        if values == [2, 2] and not node.keywords and _is_nn(node.func):
             return None
-        return ast.Call(func=_nn("AvgPool2d"), args=[ast.Constant(2), ast.Constant(2)], keywords=[])
-
-    @staticmethod
-    def _bind(node: ast.Call, params: tuple[str, ...], defaults: dict[str, object]) -> None:
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-            return
-        given = dict(zip(params, node.args))
-        extra_positional = node.args[len(params):]
-        keywords = {k.arg: k.value for k in node.keywords}
-        args = []
-        for param in params:
-            if param in given:
-                args.append(given[param])
-            elif param in keywords:
-                args.append(keywords.pop(param))
-            elif param in defaults:
-                args.append(ast.copy_location(ast.Constant(defaults[param]), node))
-            else:
-                break
-        node.args = args + (extra_positional if len(args) == len(params) else [])
-        node.keywords = [ast.keyword(arg=k, value=v) for k, v in sorted(keywords.items())]
+    else:
+        return None
+    return ast.Call(func=_nn("AvgPool2d"), args=[ast.Constant(2), ast.Constant(2)], keywords=[])
 
 
-# ---------------------------------------------------------------- the tree as tokens
+def _bind(node: ast.Call, params: tuple[str, ...], defaults: dict[str, object]) -> bool:
+    """Keyword arguments put in their positions, left-out defaults written: True if anything moved."""
+    if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+        return False
+    given = dict(zip(params, node.args))
+    extra_positional = node.args[len(params):]
+    keywords = {k.arg: k.value for k in node.keywords}
+    args = []
+    for param in params:
+        if param in given:
+            args.append(given[param])
+        elif param in keywords:
+            args.append(keywords.pop(param))
+        elif param in defaults:
+            args.append(ast.copy_location(ast.Constant(defaults[param]), node))
+        else:
+            break
+    args += extra_positional if len(args) == len(params) else []
+    changed = len(args) != len(node.args) or len(keywords) != len(node.keywords)
+    node.args = args
+    node.keywords = [ast.keyword(arg=k, value=v) for k, v in sorted(keywords.items())]
+    return changed
 
-COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor,
-            ast.While, ast.With, ast.AsyncWith)
+
+def _become(node: ast.Call, new: ast.Call) -> None:
+    """Turn ``node`` into ``new`` in place; new parts take ``node``'s location."""
+    node.func, node.args, node.keywords = new.func, new.args, new.keywords
+    for child in ast.walk(node):
+        if isinstance(child, (ast.expr, ast.keyword)) and not hasattr(child, "lineno"):
+            ast.copy_location(child, node)
 
 
-def _header(stmt: ast.stmt) -> str:
-    """``def f(x):``, ``if test:`` ...: the statement printed without its body."""
-    shell = copy.copy(stmt)
-    shell.body = [ast.Pass()]
-    if hasattr(shell, "orelse"):
-        shell.orelse = []
-    return ast.unparse(shell).rsplit("\n", 1)[0]
+def _rewrite(node: ast.Call) -> bool:
+    """Rewrite one call into the accepted form's single spelling; True if it changed."""
+    changed = False
+    args = []
+    for arg in node.args:
+        unrolled = _unrolled(arg)
+        changed |= unrolled is not None
+        args.extend(unrolled if unrolled is not None else [arg])
+    node.args = args
+    name = _callee(node)
+    if name == "super" and isinstance(node.func, ast.Name):
+        changed |= bool(node.args)
+        node.args = []                       # super(Cls, self) -> super()
+        return changed
+    for canonical in (_flatten(node, name), _global_pool(node, name)):
+        if canonical is not None:
+            _become(node, canonical)
+            return True
+    if name in NN_LAYERS and not _is_nn(node.func):
+        node.func = ast.copy_location(_nn(name), node.func)   # Conv2d, torch.nn.Conv2d -> nn.Conv2d
+        changed = True
+    if name in SIGNATURES:
+        changed |= _bind(node, *SIGNATURES[name])
+    return changed
 
+
+def rewrite_accepted_forms(tree: ast.AST) -> list[ast.Call]:
+    """Rewrite every call in ``tree`` in place, innermost first; returns those that changed."""
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    return [call for call in reversed(calls) if _rewrite(call)]   # ast.walk lists parents first
+
+
+# ---------------------------------------------------------------- the file as tokens
 
 class _Emitter:
-    def __init__(self, vocab: Vocabulary):
-        self.vocab = vocab
-        self.out = Tokens([], [], [], parsed=True)
+    """Tokens of a rewritten expression; a call over several lines gets one line span per argument."""
+
+    def __init__(self, vocab: Vocabulary, out: Tokens):
+        self.vocab, self.out = vocab, out
 
     def text(self, text: str, node: ast.AST, one_line: bool = False) -> None:
-        last = node.lineno if one_line else (node.end_lineno or node.lineno)
-        _append(self.out, text, node.lineno, last, self.vocab)
+        first = node.lineno
+        last = first if one_line else (node.end_lineno or first)
+        for kind, token, _, _ in raw_tokens(text):
+            if kind != "comment":
+                self.out.texts.append(_renamed(kind, token, self.out.texts[-2:], self.vocab))
+                self.out.first.append(first)
+                self.out.last.append(last)
 
     def expr(self, node: ast.expr) -> None:
-        """An expression; a call spread over several lines gets one line span per argument."""
         if isinstance(node, ast.Call) and (node.end_lineno or node.lineno) > node.lineno:
             self.text(ast.unparse(node.func) + "(", node, one_line=True)
             for arg in node.args:
@@ -346,72 +363,60 @@ class _Emitter:
         else:
             self.text(ast.unparse(node), node)
 
-    def statements(self, body: list[ast.stmt]) -> None:
-        for stmt in body:
-            self.statement(stmt)
 
-    def statement(self, stmt: ast.stmt) -> None:
-        if isinstance(stmt, COMPOUND):
-            for decorator in getattr(stmt, "decorator_list", []):
-                self.text("@" + ast.unparse(decorator), decorator)
-            header = _header(stmt)
-            if getattr(stmt, "decorator_list", None):
-                header = header.split("\n")[-1]
-            self.text(header, stmt, one_line=True)
-            self.statements(stmt.body)
-            if getattr(stmt, "orelse", None):
-                self.text("else:", stmt.orelse[0], one_line=True)
-                self.statements(stmt.orelse)
-        elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":
-            self.text("try:", stmt, one_line=True)
-            self.statements(stmt.body)
-            for handler in stmt.handlers:
-                self.text("except " + (ast.unparse(handler.type) if handler.type else "") + ":", handler,
-                          one_line=True)
-                self.statements(handler.body)
-            if stmt.orelse:
-                self.text("else:", stmt.orelse[0], one_line=True)
-                self.statements(stmt.orelse)
-            if stmt.finalbody:
-                self.text("finally:", stmt.finalbody[0], one_line=True)
-                self.statements(stmt.finalbody)
-        elif isinstance(stmt, ast.Assign):
-            self.text(" = ".join(ast.unparse(t) for t in stmt.targets) + " =", stmt, one_line=True)
-            self.expr(stmt.value)
-        elif isinstance(stmt, ast.Expr):
-            self.expr(stmt.value)
-        elif isinstance(stmt, ast.Return) and stmt.value is not None:
-            self.text("return", stmt, one_line=True)
-            self.expr(stmt.value)
-        else:
-            self.text(ast.unparse(stmt), stmt)
+def _column(lines: list[str], line: int, byte_offset: int) -> int:
+    """The character column of ``byte_offset`` (the tree counts UTF-8 bytes)."""
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    return byte_offset if text.isascii() else len(text.encode()[:byte_offset].decode("utf-8", "ignore"))
 
 
-def tree_tokens(tree: ast.Module, vocab: Vocabulary) -> Tokens:
-    # New nodes carry their call's location where the emitter reads one (statements,
-    # the arguments of a call over several lines); a full fix_missing_locations pass costs more.
-    tree = AcceptedForms().visit(tree)
-    emitter = _Emitter(vocab)
-    emitter.statements(tree.body)
-    return emitter.out
+def tree_tokens(source: str, tree: ast.Module, vocab: Vocabulary, as_text: Tokens,
+                positions: list[tuple[int, int]]) -> Tokens:
+    """The text tokens of a file that parses, with every rewritten call replaced by
+    the tokens of its single spelling (``positions``: each text token's line and column)."""
+    changed = rewrite_accepted_forms(tree)
+    if not changed:
+        return Tokens(as_text.texts, as_text.first, as_text.last, parsed=True)
+    lines = source.split("\n")
+    spans = sorted(((node.lineno, _column(lines, node.lineno, node.col_offset)),
+                    (node.end_lineno, _column(lines, node.end_lineno, node.end_col_offset)), node)
+                   for node in changed)
+    outermost = []
+    for start, end, node in spans:
+        if not outermost or start >= outermost[-1][1]:
+            outermost.append((start, end, node))
+    out = Tokens([], [], [], parsed=True)
+    emitter = _Emitter(vocab, out)
+    span, emitted = 0, set()
+    for index, position in enumerate(positions):
+        while span < len(outermost) and position >= outermost[span][1]:
+            span += 1
+        if span < len(outermost) and position >= outermost[span][0]:
+            if span not in emitted:           # the call's first token: the whole call, rewritten
+                emitter.expr(outermost[span][2])
+                emitted.add(span)
+            continue
+        out.texts.append(as_text.texts[index])
+        out.first.append(as_text.first[index])
+        out.last.append(as_text.last[index])
+    return out
 
 
 def code_tokens(source: str, vocab: Vocabulary) -> Tokens:
     """The normalised tokens of ``source``: rewritten on the tree when it parses,
     as text otherwise (a syntax error, or a file too deeply nested to handle)."""
-    try:
-        tree = ast.parse(source)
-        return tree_tokens(tree, vocab)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return text_tokens(source, vocab)
+    as_tree, as_text, _ = analyse(source, vocab)
+    return as_tree if as_tree is not None else as_text
 
 
 def analyse(source: str, vocab: Vocabulary) -> tuple[Tokens | None, Tokens, list[tuple[int, str]]]:
-    """(tokens from the tree or None when it does not parse, tokens as text, comments)."""
+    """(tokens with the accepted forms rewritten, or None when the file does not
+    parse; tokens as text; comments)."""
     found_comments: list[tuple[int, str]] = []
-    as_text = text_tokens(source, vocab, found_comments)
+    positions: list[tuple[int, int]] = []
+    as_text = text_tokens(source, vocab, found_comments, positions)
     try:
-        as_tree = tree_tokens(ast.parse(source), vocab)
+        as_tree = tree_tokens(source, ast.parse(source), vocab, as_text, positions)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         as_tree = None
     return as_tree, as_text, found_comments
