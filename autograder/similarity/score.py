@@ -13,11 +13,12 @@ for 20 own tokens, near 1 for a helper function of one's own shared whole.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from autograder.similarity.extract import StudentFile
 from autograder.similarity.fingerprint import K, Fingerprint
@@ -30,6 +31,7 @@ DEDUCTION_TOKENS, DEDUCTION_CAP = 6.0, 18.0     # per shared rare deduction (--g
 MAX_POSITIONS = 8            # a k-gram repeated more often in one file adds no new evidence
 
 
+@functools.lru_cache(maxsize=4096)
 def rarity(shared_by: int, class_size: int) -> float:
     """1 for something two students share, falling to 0 for half the class (or more)."""
     if shared_by < 2:
@@ -52,16 +54,17 @@ class Fragment:
     own_tokens: int
 
 
-@dataclass
+@dataclass(slots=True)
 class PairScore:
     a: str
     b: str
     score: float = 0.0
     code_evidence: float = 0.0
-    fragments: list[Fragment] = field(default_factory=list)
-    shared_deductions: list[str] = field(default_factory=list)   # the rare ones
-    shared_comments: list[str] = field(default_factory=list)
-    shared_layout: list[str] = field(default_factory=list)
+    # Empty tuples, not lists: most pairs of a large class share nothing and keep these.
+    fragments: Sequence[Fragment] = ()
+    shared_deductions: Sequence[str] = ()   # the rare ones
+    shared_comments: Sequence[str] = ()
+    shared_layout: Sequence[str] = ()
 
 
 def _document_frequency(sets) -> dict:
