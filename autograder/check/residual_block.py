@@ -94,7 +94,8 @@ def check_residual_block(block_class, table: PublicTable | None = None) -> Check
             ok = i < len(expected) and i < len(calls) and calls[i] == expected[i]
             report.lines.append(f"  {f'conv {i + 1} of layer':<14}  {want:>24}  {got:>24}  {OK if ok else BAD}")
             if not ok:
-                report.problems.append(f"downsample={downsample}, unit {i + 1}: {got} where the table implies {want}")
+                report.problems.append(f"downsample={downsample}, conv {i + 1} of layer: {got} "
+                                       f"where the table implies {want}")
         want_out = (OUT_CHANNELS, *expected[-1][1][1:])
         ok = output == want_out
         report.lines.append(f"  {'block output':<14}  {size_text(want_out):>24}  "
