@@ -138,6 +138,37 @@ def test_class_of_one(tmp_path):
     assert report.files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_odd_and_hostile_files_never_stop_the_report(tmp_path):
+    """Files a student can hand in that a parser or tokeniser may choke on."""
+    nested = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
+    files = {
+        "bom_crlf": "\ufeff" + fill().replace("\n", "\r\n"),
+        "tabs": fill().replace("    ", "\t"),
+        "deep_nesting": fill() + nested,
+        "null_bytes": fill().replace("import torch.nn as nn", "import torch.nn as nn\x00"),
+        "unterminated_string": fill() + '\nprint("""never closed\n',
+        "huge": fill() + "\n".join(f"v{i} = {i}" for i in range(30000)),
+        "runs_nothing": "import os\nos.system('touch /tmp/similarity-ran-student-code')\n" + fill(),
+        "canonical": fill(),
+    }
+    write_class(tmp_path / "subs", files)
+    (tmp_path / "subs" / "latin1").mkdir()
+    (tmp_path / "subs" / "latin1" / "resnet50_skeleton.py").write_bytes(
+        fill().replace("# Layer 2", "# Schicht 2 für größere").encode("latin-1", "replace"))
+    marker = Path("/tmp/similarity-ran-student-code")
+    marker.unlink(missing_ok=True)
+    report = similarity_report(tmp_path / "subs", tmp_path / "out", jobs=1)
+    assert not marker.exists()
+    assert {s.student for s in report.students if s.compared} == set(files) | {"latin1"}
+    rows = read_csv(report.files[0])
+    assert len(rows) - 1 == 9 * 8 // 2
+    parsed = {s.student: s.tree_tokens is not None for s in report.students}
+    assert parsed["bom_crlf"] and parsed["tabs"] and parsed["latin1"]
+    assert not parsed["unterminated_string"] and not parsed["null_bytes"]
+    got = scores(report)
+    assert got["bom_crlf", "canonical"] == got["canonical", "tabs"] == 0.0
+
+
 def test_nothing_but_untouched_and_empty_files(tmp_path):
     report = run(tmp_path, {"a": SKELETON, "b": "", "c": SKELETON.replace("\n\n", "\n")})
     assert [s.skipped for s in report.students] == ["untouched skeleton", "empty", "untouched skeleton"]
@@ -273,8 +304,11 @@ def test_cli_end_to_end(tmp_path):
     assert (tmp_path / "out" / "similarity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("case", ["missing path", "empty folder", "out is a file", "grades not a grade output"])
-def test_cli_errors_exit_2_with_one_line(tmp_path, case):
+@pytest.mark.parametrize("case", ["missing path", "empty folder", "out is a file", "grades not a grade output",
+                                  "grades missing"])
+def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, case):
+    from autograder.cli import main
+
     write_class(tmp_path / "subs", {"a": fill(), "b": fill(KWARGS)})
     (tmp_path / "empty").mkdir()
     (tmp_path / "a_file").write_text("x")
@@ -282,11 +316,17 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, case):
             "empty folder": [tmp_path / "empty", "--out", tmp_path / "out"],
             "out is a file": [tmp_path / "subs", "--out", tmp_path / "a_file" / "out"],
             "grades not a grade output": [tmp_path / "subs", "--out", tmp_path / "out", "--grades", tmp_path / "empty"],
+            "grades missing": [tmp_path / "subs", "--out", tmp_path / "out", "--grades", tmp_path / "nowhere"],
             }[case]
-    done = similarity(*args, "--quiet")
+    assert main(["similarity", *map(str, args), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_error_exit_status_from_a_real_process(tmp_path):
+    done = similarity(tmp_path / "nowhere", "--out", tmp_path / "out", "--quiet")
     assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: {tmp_path / 'nowhere'} does not exist"
 
 
 # ---- --grades: the same rare deductions ---------------------------------------------------

@@ -14,9 +14,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.grade.batch import STUDENT_FILE, BatchError, Refused, Submission, discover, read_source
 from autograder.similarity.normalise import Tokens, Vocabulary, analyse, code_tokens, comments
 
+STUDENT_FILE = "resnet50_skeleton.py"      # the released file, and the name students hand it in under
 KIT_ROOT = Path(__file__).resolve().parents[2]
 SKELETON_PATH = KIT_ROOT / STUDENT_FILE
 SOLUTION_PATH = KIT_ROOT / "solutions" / STUDENT_FILE
@@ -120,7 +120,7 @@ def layout_features(source: str) -> frozenset[str]:
         features.add("trailing spaces")
     if sum(len(re.findall(r",\S", ln)) for ln in code) >= 5:
         features.add("no space after commas")
-    if sum(len(re.findall(r"\w = \w", ln)) for ln in code if "(" in ln and "def " not in ln) >= 3:
+    if sum(len(re.findall(r"[(,]\s*\w+ = [^=]", ln)) for ln in code if "def " not in ln) >= 3:
         features.add("spaces around keyword '='")
     if sum(1 for ln in code if ln.rstrip().endswith(";")) >= 2:
         features.add("semicolons at line ends")
@@ -131,8 +131,10 @@ def layout_features(source: str) -> frozenset[str]:
     return frozenset(features)
 
 
-def read_submission(sub: Submission) -> StudentFile:
-    """One submission's text (never imported), or why it cannot be compared."""
+def read_submission(sub) -> StudentFile:
+    """One submission (``grade``'s ``Submission``): its text, never imported, or why
+    it cannot be compared."""
+    from autograder.grade.batch import Refused, read_source
     found = StudentFile(sub.student, sub.file)
     if sub.file is None:
         found.skipped, found.detail = MISSING, sub.problem or f"no {STUDENT_FILE}"
@@ -189,6 +191,9 @@ def analyse_students(students: list[StudentFile], boilerplate: Boilerplate, jobs
 
 def find_students(path: Path, skip: tuple[Path, ...] = ()) -> list[StudentFile]:
     """Every submission under ``path``, named and ordered as ``grade`` names them."""
+    # grade's own discovery (LMS folder names, misnamed files, links refused), imported
+    # here: it brings torch in, which a mistyped path should not wait for.
+    from autograder.grade.batch import BatchError, discover
     try:
         submissions = discover(path, skip=skip, log=lambda message: None)
     except BatchError as exc:

@@ -419,4 +419,6 @@ def analyse(source: str, vocab: Vocabulary) -> tuple[Tokens | None, Tokens, list
         as_tree = tree_tokens(source, ast.parse(source), vocab, as_text, positions)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         as_tree = None
+    except Exception:   # noqa: BLE001 -- a file our rewrites trip on is still compared, as text
+        as_tree = None
     return as_tree, as_text, found_comments

@@ -62,6 +62,10 @@ def _span(lines: tuple[int, int]) -> str:
     return f"line {lines[0]}" if lines[0] == lines[1] else f"lines {lines[0]}-{lines[1]}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _md(text: str) -> str:
     """Student-controlled text made safe for a Markdown table cell."""
     return html.escape(clean_text(text)).replace("|", "&#124;").replace("\n", " ")
@@ -96,8 +100,8 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
         for rank, pair in enumerate(shown, 1):
             a, b = by_name[pair.a], by_name[pair.b]
             lines += [f"## {rank}. {_md(pair.a)} and {_md(pair.b)}: {pair.score:.3f}", "",
-                      f"- own code shared: {pair.code_evidence:.0f} tokens (rarity-weighted) "
-                      f"in {len(pair.fragments)} fragment(s)"
+                      f"- own code shared: {_count(round(pair.code_evidence), 'token')} (rarity-weighted) "
+                      f"in {_count(len(pair.fragments), 'fragment')}"
                       + ("" if a.tree_tokens is not None and b.tree_tokens is not None
                          else "; compared as text: one of the files does not parse")]
             if pair.shared_deductions:
@@ -109,7 +113,7 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
             lines.append("")
             for number, fragment in enumerate(pair.fragments[:FRAGMENTS_SHOWN], 1):
                 lines += [f"### Fragment {number}: {_md(a.shown_path)} {_span(fragment.a_lines)}, "
-                          f"{_md(b.shown_path)} {_span(fragment.b_lines)} ({fragment.own_tokens} own tokens)", ""]
+                          f"{_md(b.shown_path)} {_span(fragment.b_lines)} ({_count(fragment.own_tokens, 'own token')})", ""]
                 lines += _side_by_side(a, b, fragment)
                 lines.append("")
             if len(pair.fragments) > FRAGMENTS_SHOWN:

@@ -9,7 +9,6 @@ from autograder.similarity.deductions import load_deductions
 from autograder.similarity.extract import (SimilarityError, StudentFile, analyse_students, find_students,
                                            load_boilerplate)
 from autograder.similarity.fingerprint import TokenIds, boilerplate_hashes, fingerprint
-from autograder.similarity.report import write_csv, write_heatmap, write_markdown
 from autograder.similarity.score import PairScore, score_pairs
 
 
@@ -66,6 +65,7 @@ def similarity_report(path: Path, out: Path, grades: Path | None = None, top: in
     text_prints = [fingerprint(s.text_tokens, token_ids, kit) for s in compared]
     pairs = score_pairs(compared, tree_prints, text_prints, deductions, progress=bar)
 
+    from autograder.similarity.report import write_csv, write_heatmap, write_markdown
     try:
         files = [write_csv(out, pairs),
                  write_markdown(out, students, pairs, top, grades_used=deductions is not None),
