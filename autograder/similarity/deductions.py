@@ -3,7 +3,7 @@
 ``grade`` writes one Gradescope ``results/<id>.json`` per student; each test's
 ``output`` lists its deductions as ``- ...`` lines (``- note: ...`` lines are
 remarks, not mistakes). Two students with the same rare mistake is evidence;
-the same deduction text means the same mistake, down to the numbers.
+the same check failing with the same text means the same mistake, down to the numbers.
 """
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from autograder.similarity.extract import SimilarityError
 
 
 def _deductions(result: dict) -> set[str]:
+    """One entry per check that lost points: its name and its deduction lines, so
+    that one mistake reported by three checks counts three times, not once per line."""
     found = set()
     for test in result.get("tests") or []:
         if not isinstance(test, dict) or not isinstance(test.get("output"), str):
             continue
-        name = str(test.get("name", ""))
-        for line in test["output"].splitlines():
-            if line.startswith("- ") and not line.startswith("- note:"):
-                found.add(f"{name}: {line[2:].strip()}")
+        lines = sorted({line[2:].strip() for line in test["output"].splitlines()
+                        if line.startswith("- ") and not line.startswith("- note:")})
+        if lines:
+            found.add(f"{test.get('name', '')}: " + " / ".join(lines))
     return found
 
 

@@ -15,6 +15,7 @@ from autograder.similarity.score import SCALE, Fragment, PairScore
 CSV_HEADER = ["student_a", "student_b", "score", "shared_fragments", "shared_rare_deductions"]
 FRAGMENTS_SHOWN = 6          # per pair in similarity.md
 LINES_SHOWN = 30             # per side of a fragment
+DEDUCTION_SHOWN = 240       # characters of each shared deduction in similarity.md
 COLUMN_WIDTH = 72            # characters per side in the side-by-side view
 NAMED_AXES_UP_TO = 60        # students named on the heatmap's axes up to this class size
 
@@ -68,7 +69,7 @@ def _count(n: int, noun: str) -> str:
 
 def _md(text: str) -> str:
     """Student-controlled text made safe for a Markdown table cell."""
-    return html.escape(clean_text(text)).replace("|", "&#124;").replace("\n", " ")
+    return html.escape(clean_text(text), quote=False).replace("|", "&#124;").replace("\n", " ")
 
 
 def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grades_used: bool) -> str:
@@ -105,7 +106,8 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
                       + ("" if a.tree_tokens is not None and b.tree_tokens is not None
                          else "; compared as text: one of the files does not parse")]
             if pair.shared_deductions:
-                lines.append("- the same rare deductions: " + "; ".join(_md(d) for d in pair.shared_deductions))
+                lines.append("- the same rare deductions (grade run):")
+                lines += [f"  - {_md(_shown(d, DEDUCTION_SHOWN))}" for d in pair.shared_deductions]
             if pair.shared_comments:
                 lines.append("- the same comments: " + "; ".join(f"\"{_md(c)}\"" for c in pair.shared_comments[:8]))
             if pair.shared_layout:
