@@ -1,1 +1,1 @@
-"""Grading: run submissions in isolated child processes (see sandbox.py)."""
+"""Grading: run submissions in isolated child processes (see sandbox/)."""
