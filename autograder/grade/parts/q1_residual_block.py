@@ -27,14 +27,29 @@ def block_name(case: BlockCase) -> str:
     return f"ResidualBlock({a}, {m}, {o}, downsample={d})"
 
 
-def case_intro(table: Table, case: BlockCase) -> str:
-    """Which block a finding is about, in words a student can place: a block of
-    the table, or the grader's own test sizes (not a block of the table)."""
+def table_position(table: Table, case: BlockCase) -> str | None:
+    """'layer2[2]' when the table has a block with the case's arguments."""
     for stage in table.block_stages:
         for i, block in enumerate(stage.blocks):
             if block.args == case.args:
-                return f"In {block_name(case)} (the table's {stage.name}[{i}])"
+                return f"{stage.name}[{i}]"
+    return None
+
+
+def case_intro(table: Table, case: BlockCase) -> str:
+    """Which block a finding is about, in words a student can place: a block of
+    the table, or the grader's own test sizes (not a block of the table)."""
+    where = table_position(table, case)
+    if where:
+        return f"In {block_name(case)} (the table's {where})"
     return f"With the grader's test sizes {block_name(case)}"
+
+
+def case_label(table: Table, case: BlockCase) -> str:
+    """'ResidualBlock(48, 16, 96, downsample=True) (the grader's test sizes)'."""
+    where = table_position(table, case)
+    return f"{block_name(case)} (the table's {where})" if where else \
+        f"{block_name(case)} (the grader's test sizes)"
 
 
 def conv_text(conv: dict) -> str:
@@ -204,7 +219,7 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
                         r.deductions.append(f"not checked: {blank}")
             continue
         if "error" in got:
-            message = f"{block_name(case)} could not be built: {error_text(got['error'])}"
+            message = f"{case_label(table, case)} could not be built: {error_text(got['error'])}"
             for r in results:
                 r.deductions.append(message)
             continue
@@ -213,13 +228,13 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
         structure.deductions += [f for f in findings if f]
         if len(findings) > 3 and findings[3]:
             units_ok -= 1   # an extra conv costs a unit
-        other_bn += [f"{block_name(case)}: {c}" for c in other_batchnorm_changes(got, bn_wanted)]
+        other_bn += [f"{case_label(table, case)}: {c}" for c in other_batchnorm_changes(got, bn_wanted)]
 
         missing, unexpected, mismatched = shape_diff(shapes_field(got), want["state_dict"])
         params = field(got, "parameters", int)
         if missing or unexpected or mismatched or params != want["parameters"]:
             keys.deductions.append(
-                f"{block_name(case)}: {params:,} parameters (reference {want['parameters']:,}); "
+                f"{case_label(table, case)}: {params:,} parameters (reference {want['parameters']:,}); "
                 + format_key_diff(missing, unexpected, mismatched, limit=6).replace("checkpoint", "reference"))
         else:
             keys_ok += 1
@@ -229,10 +244,10 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
         load = field(got, "load", dict)
         how = field(load, "how", str)
         if how == "by_position":
-            function.notes.append(f"{block_name(case)}: weights loaded by position (your keys differ "
+            function.notes.append(f"{case_label(table, case)}: weights loaded by position (your keys differ "
                                   f"from the checkpoint's)")
         elif how == "by_key_extra":
-            function.notes.append(f"{block_name(case)}: the reference weights loaded by key; your block has "
+            function.notes.append(f"{case_label(table, case)}: the reference weights loaded by key; your block has "
                                   f"entries of its own on top, left as built (see the state_dict check)")
         outputs = field(got, "outputs", dict)
         for mode in ("eval", "train"):
@@ -242,7 +257,7 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
                     problem += " (the reference weights fit this block only partly: see the state_dict check)"
                 else:
                     outputs_differ = True
-                function.deductions.append(f"{block_name(case)} in {mode} mode: {problem}")
+                function.deductions.append(f"{case_label(table, case)} in {mode} mode: {problem}")
             else:
                 outputs_ok += 1
 
