@@ -422,3 +422,5 @@ def test_grader_test_sizes_are_explained(graded):
            "as the table describes has layer[0] = 1x1 conv 48->16, stride 2" in structure, structure
     assert "(the table's layer2[2])" in structure
     assert "the table expects" not in structure
+    function = check(graded["f6_stride_on_3x3"], "Q1a", "outputs")["output"]
+    assert "ResidualBlock(48, 16, 96, downsample=True) (the grader's test sizes) in eval mode" in function

@@ -190,3 +190,16 @@ def test_a_reused_block_object_is_named_not_counted_short(expectations, rubric):
     blocks = next(c for c in graded(report, expectations, rubric).checks if c.part == "Q2c" and c.check == "blocks")
     assert blocks.deductions[0].startswith("layer4: the same block object is used 5 times (layer4[1], layer4[2]")
     assert blocks.score == round(16 * 8 / 24, 2)
+
+
+@pytest.mark.parametrize("field_name, value, right", [
+    ("downsample", 1, True), ("downsample", 1.0, True), ("downsample", "True", False), ("downsample", 2, False),
+    ("in_channels", 512.0, False), ("in_channels", True, False), ("in_channels", 512, True),
+])
+def test_block_arguments_count_by_value_where_the_block_reads_them_so(expectations, rubric, field_name, value, right):
+    report = copy.deepcopy(expectations.reference)
+    report["q2"]["stage_children"]["layer3"][3]["args"][field_name] = value
+    blocks = next(c for c in graded(report, expectations, rubric).checks if c.part == "Q2b" and c.check == "blocks")
+    assert (blocks.score == blocks.max_score) is right, blocks.deductions
+    if right and type(value) is not int:
+        assert any("counts as" in n for n in blocks.notes)

@@ -70,10 +70,12 @@ def found_block_text(child: dict) -> str:
 
 
 def same_value(got, want) -> bool:
-    """Equal values count, whatever their type: downsample=1 is True, 64.0 is 64."""
-    if isinstance(got, (bool, int, float)) and isinstance(want, (bool, int, float)):
-        return got == want
-    return False
+    """A flag counts by its value (downsample=1 is True, 0 is False: ``if
+    downsample:`` reads them alike); a channel count must be an int (nn.Conv2d
+    refuses 64.0)."""
+    if isinstance(want, bool):
+        return isinstance(got, (bool, int, float)) and got == want
+    return isinstance(got, int) and not isinstance(got, bool) and got == want
 
 
 def grade_blocks(stage: StageSpec, children: list) -> tuple[int, int, list[str], list[str]]:
