@@ -32,6 +32,7 @@ import torch.nn.functional as F
 ARG_NAMES = ("in_channels", "middle_channels", "out_channels", "downsample")
 STAND_IN_MARK = "_grader_recorded_args"     # instance attribute: the recorded arguments
 OPEN_BLANK_FIELD = "open_blank"
+MAX_STAND_IN_WEIGHTS = 1 << 24   # 64 MiB of float32: far above the table's 1024 x 1024
 
 
 # ---- blanks left open ----------------------------------------------------------
@@ -77,7 +78,7 @@ def plain_value(value):
     as None (the caller flags it), anything else as a short repr."""
     if isinstance(value, OpenValue):
         return None
-    if isinstance(value, (bool, int)) and not isinstance(value, OpenValue):
+    if isinstance(value, (bool, int)):
         return bool(value) if isinstance(value, bool) else int(value)
     if isinstance(value, float) and math.isfinite(value):
         return value
@@ -140,6 +141,9 @@ def stand_in_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if a.get(OPEN_BLANK_FIELD):
         raise NotImplementedError(a[OPEN_BLANK_FIELD])
     c_in, c_mid, c_out = (_number(a.get(n)) for n in ARG_NAMES[:3])
+    if not 0 < c_in * c_out <= MAX_STAND_IN_WEIGHTS:
+        # A typo like 10240000 channels fails this stage, not the whole submission.
+        raise ValueError(f"ResidualBlock({c_in}, {c_mid}, {c_out}, ...) has too many or too few channels")
     downsample = bool(a.get("downsample"))
     weight = vars(module).get("_grader_weight")
     if weight is None:
