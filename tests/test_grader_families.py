@@ -215,6 +215,10 @@ UNFINISHED = {   # variant -> (source, the score of each part)
     # A typo stops __init__ in layer3: what was built before it is graded, the rest is "not checked".
     "f4_name_error_in_layer3": (sub(SOLUTION, "ResidualBlock(512, 128, 512, True)", "ResidualBlok(512, 128, 512, True)"),
                                 dict(FULL, Q2a=19, Q2b=0, Q2c=0)),   # fc 2, avgpool 2, forward 2 never built
+    # Every stage built, then __init__ raises: only forward() (the model cannot run) is lost.
+    "f4_error_after_every_stage": (sub(SOLUTION, "        self.avgpool = nn.AvgPool2d(2, 2)",
+                                       "        self.avgpool = nn.AvgPool2d(2, 2)\n        self.fc.weight.data = self.fc.wieght"),
+                                   dict(FULL, Q2a=23)),
     "f4_name_error_in_layer4": (sub(SOLUTION, "ResidualBlock(512, 256, 1024, False)", "ResidualBlok(512, 256, 1024, False)"),
                                 dict(FULL, Q2a=19, Q2c=0)),
 }

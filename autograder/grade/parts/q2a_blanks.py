@@ -8,8 +8,8 @@ from __future__ import annotations
 from autograder.grade.observations import error_text, field
 from autograder.grade.parts import CheckResult, proportional
 from autograder.grade.parts.q1_residual_block import compare_outputs
-from autograder.grade.parts.q2_common import (grade_blocks, open_blank_of, q2_model_error, stage_blocker,
-                                              stage_function)
+from autograder.grade.parts.q2_common import (grade_blocks, init_stopped_text, open_blank_of, q2_model_error,
+                                              stage_blocker, stage_function)
 from autograder.spec import Part, Table
 
 STEM_DETAILS = ("dilation", "groups", "bias")
@@ -195,6 +195,12 @@ def grade_forward(result: CheckResult, q2: dict, reference_q2: dict) -> None:
             result.deductions.append(f"{blocker} (forward() is graded once layer1, layer2, avgpool "
                                      f"and fc are in place)")
             return
+    stopped = init_stopped_text(q2)
+    if stopped:
+        # Every stage was built, yet ResNet50_layer4() raises: the model cannot run.
+        result.deductions.append(f"not checked: {stopped}, so the model cannot be built and forward() "
+                                 f"cannot run")
+        return
     wiring = field(q2, "wiring", dict, None)
     if wiring is None:
         result.deductions.append("forward() was not run (the report has no result for it)")
