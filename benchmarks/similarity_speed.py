@@ -12,7 +12,9 @@ a few untouched, empty and broken files) with one disguised copy planted per
   (a fresh interpreter: imports included), wall clock and CPU;
 * ranks the same files with plain winnowing (``autograder/similarity/baseline.py``);
 * prints, for both rankings, the rank of every planted copy and the top pairs,
-  marking which are planted.
+  marking which are planted. (The planted students' own helpers are random
+  statements from a small pool of templates, so two unrelated planted students
+  can share a few template lines: such "not planted" pairs do share unusual code.)
 
 The target is 500 submissions in at most 30 s on 2 cores. Nothing is asserted.
 """
@@ -48,7 +50,7 @@ def show(title: str, ranked: list[tuple[str, str, float]], planted: set[tuple[st
     print(f"  ranks of the {len(planted)} planted copies: {found}")
     print(f"  planted copies in the top {len(planted)}: {sum(r <= len(planted) for r in found)} of {len(planted)}")
     for i, (a, b, score) in enumerate(ranked[:top], 1):
-        print(f"  {i:3d}. {score:.3f}  {a} {b}  {'planted copy' if (a, b) in planted else 'honest pair'}")
+        print(f"  {i:3d}. {score:.3f}  {a} {b}  {'planted copy' if (a, b) in planted else 'not planted'}")
 
 
 def main() -> int:

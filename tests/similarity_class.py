@@ -232,8 +232,8 @@ def own_helper(rng: random.Random) -> tuple[str, str, list[str]]:
     for _ in range(rng.randint(6, 9)):
         template = rng.choice(TEMPLATES)
         body.append("    " + template.format(
-            v=v, w=w, i=i, x=x, a=rng.choice([64, 256, 512]), b=rng.choice([64, 128, 256]),
-            c=rng.choice([256, 512, 1024]), n=rng.randint(2, 7), k=rng.randint(1, 4),
+            v=v, w=w, i=i, x=x, a=rng.randrange(16, 2048, 16), b=rng.randrange(16, 2048, 16),
+            c=rng.randrange(16, 2048, 16), n=rng.randint(2, 30), k=rng.randint(1, 9),
             flag=rng.choice([True, False]), word=rng.choice(WORDS), word2=rng.choice(WORDS)))
     text = (f"\n\ndef {helper}({w}):\n    {v} = []\n" + "\n".join(body)
             + f"\n    return {v}\n\n")
