@@ -17,7 +17,7 @@ import pytest
 
 from autograder.similarity.baseline import plain_winnowing
 from autograder.similarity.extract import load_boilerplate
-from autograder.similarity.fingerprint import TokenIds, boilerplate_hashes, fingerprint
+from autograder.similarity.fingerprint import K, TokenIds, boilerplate_hashes, fingerprint
 from autograder.similarity.normalise import code_tokens
 from autograder.similarity.report import CSV_HEADER, cluster_order
 from autograder.similarity.run import similarity_report
@@ -114,10 +114,32 @@ def test_untouched_empty_and_comment_only_files_are_listed_not_compared(teaching
 def test_syntax_error_file_is_compared_as_text(teaching):
     files, report = teaching
     broken = next(s for s in report.students if s.student == "broken_max")
-    assert broken.compared and broken.tree_tokens is None and broken.text_tokens.texts
+    assert broken.compared and not broken.tokens.parsed and broken.tokens.texts
     got = scores(report)
     assert ("broken_max", "canonical_ana") in got
     assert got["broken_max", "canonical_ana"] < 0.05          # the reference answer, as text, is still boilerplate
+
+
+@pytest.mark.parametrize("break_it", [
+    ("        self.layer4 = nn.Sequential(", "        self.layer4 = nn.Sequential(("),      # in a method
+    ("def conv3x3(in_channels", "def conv3x3(in_channels,,"),                          # in a function
+    ("import torch.nn as nn", "import torch.nn as"),                                  # at the top
+    ("        return out + identity", "        return out + identity)"),              # in the block
+])
+def test_broken_file_keeps_the_rewrites_of_the_parts_that_parse(kit, break_it):
+    """An honest student written in keyword arguments, with one syntax error: the
+    pieces that parse are still rewritten, so the only own tokens are the broken ones."""
+    boilerplate, token_ids, kit_hashes = kit
+    text = sub(plain_super(torch_flatten(fill({**KWARGS, **LIST_COMPREHENSIONS}))), *break_it)
+    tokens = code_tokens(text, boilerplate.vocab)
+    assert not tokens.parsed
+    own = fingerprint(tokens, token_ids, kit_hashes).own
+    broken_line = text[:text.index(break_it[1])].count("\n") + 1
+    # own tokens only in the broken statement (at most ten lines) and the k-grams around it
+    in_statement = [i for i, line in enumerate(tokens.first) if broken_line <= line <= broken_line + 10]
+    near = set(range(in_statement[0] - K, in_statement[-1] + K + 1))
+    assert set(own.nonzero()[0]) <= near, (broken_line, sorted({tokens.first[i] for i in own.nonzero()[0]}))
+    assert own.sum() < 60
 
 
 def test_syntax_error_copy_is_still_found(tmp_path):
@@ -127,7 +149,7 @@ def test_syntax_error_copy_is_still_found(tmp_path):
     report = run(tmp_path, files)
     assert (report.pairs[0].a, report.pairs[0].b) == ("cpy", "src")
     assert report.pairs[0].score > 0.8
-    assert "compared as text" in report.files[1].read_text(encoding="utf-8")
+    assert "its broken part is compared as text" in report.files[1].read_text(encoding="utf-8")
 
 
 def test_class_of_one(tmp_path):
@@ -162,7 +184,7 @@ def test_odd_and_hostile_files_never_stop_the_report(tmp_path):
     assert {s.student for s in report.students if s.compared} == set(files) | {"latin1"}
     rows = read_csv(report.files[0])
     assert len(rows) - 1 == 9 * 8 // 2
-    parsed = {s.student: s.tree_tokens is not None for s in report.students}
+    parsed = {s.student: s.tokens.parsed for s in report.students}
     assert parsed["bom_crlf"] and parsed["tabs"] and parsed["latin1"]
     assert not parsed["unterminated_string"] and not parsed["null_bytes"]
     got = scores(report)

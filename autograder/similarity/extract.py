@@ -34,8 +34,7 @@ class StudentFile:
     student: str
     path: Path | None
     source: str = ""
-    tree_tokens: Tokens | None = None      # None: the file does not parse
-    text_tokens: Tokens | None = None
+    tokens: Tokens | None = None           # ``tokens.parsed``: whether the whole file parses
     comments: list[tuple[int, str]] = field(default_factory=list)
     layout: frozenset[str] = frozenset()
     skipped: str = ""            # why it is listed and not compared ("" when compared)
@@ -44,11 +43,6 @@ class StudentFile:
     @property
     def compared(self) -> bool:
         return not self.skipped
-
-    @property
-    def tokens(self) -> Tokens:
-        """The tokens it is compared by: from the tree, or as text when it does not parse."""
-        return self.tree_tokens if self.tree_tokens is not None else self.text_tokens
 
     @property
     def shown_path(self) -> str:
@@ -158,8 +152,8 @@ def _start_worker(vocab: Vocabulary) -> None:
 
 
 def _analyse(source: str, vocab: Vocabulary | None = None):
-    tree, text, found_comments = analyse(source, vocab or _worker_vocab)
-    return tree, text, found_comments, layout_features(source)
+    tokens, found_comments = analyse(source, vocab or _worker_vocab)
+    return tokens, found_comments, layout_features(source)
 
 
 def analyse_students(students: list[StudentFile], boilerplate: Boilerplate, jobs: int = 1,
@@ -177,15 +171,15 @@ def analyse_students(students: list[StudentFile], boilerplate: Boilerplate, jobs
     else:
         results = [_analyse(s.source, boilerplate.vocab)
                    for s in progress(todo, desc="reading", unit="file")]
-    for student, (tree, text, found_comments, layout) in zip(todo, results):
-        student.tree_tokens, student.text_tokens = tree, text
+    for student, (tokens, found_comments, layout) in zip(todo, results):
+        student.tokens = tokens
         student.comments = [(line, key) for line, key in
                             ((line, _comment_key(c)) for line, c in found_comments)
                             if len(key) >= 3 and key not in boilerplate.comments]
         student.layout = layout
-        if not text.texts:
+        if not tokens.texts:
             student.skipped, student.detail = EMPTY, "the file holds only comments"
-        elif tree is not None and tuple(tree.texts) == boilerplate.skeleton_tokens:
+        elif tokens.parsed and tuple(tokens.texts) == boilerplate.skeleton_tokens:
             student.skipped, student.detail = UNTOUCHED, "the released skeleton with nothing filled in"
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autograder.similarity.normalise import Tokens, code_tokens, text_tokens
+from autograder.similarity.normalise import Tokens, code_tokens
 
 K = 12                      # tokens per k-gram: about one statement such as ``conv3x3(V, V, 2, 1),``
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)   # odd: the polynomial hash wraps modulo 2**64
@@ -72,11 +72,8 @@ class Fingerprint:
 
 
 def boilerplate_hashes(sources, vocab, token_ids: TokenIds, k: int = K) -> np.ndarray:
-    """Sorted hashes of every k-gram of the kit's files, as the tree sees them and as text."""
-    found = []
-    for source in sources:
-        for tokens in (code_tokens(source, vocab), text_tokens(source, vocab)):
-            found.append(kgram_hashes(token_ids(tokens.texts), k))
+    """Sorted hashes of every k-gram of the kit's files."""
+    found = [kgram_hashes(token_ids(code_tokens(source, vocab).texts), k) for source in sources]
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
 
 

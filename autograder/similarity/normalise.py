@@ -9,14 +9,15 @@ stream, and a student who renames things must not change it:
   stay: the skeleton's classes, functions and ``self.`` attributes (the grader
   looks them up), Python's keywords and built-ins, and library names (``nn``,
   ``Conv2d``, ``view`` ...);
-* when the file parses, each call written in a form the grader accepts as
-  equivalent is rewritten on the syntax tree to one spelling (keyword arguments
-  bound to positions, ``*[block for _ in range(n)]`` unrolled, the global pools,
-  ``super()``, the flatten spellings), and its tokens are those of the rewritten
-  call (``ast.unparse``); the rest keeps the file's own tokens.
+* each call written in a form the grader accepts as equivalent is rewritten on
+  the syntax tree to one spelling (keyword arguments bound to positions,
+  ``*[block for _ in range(n)]`` unrolled, the global pools, ``super()``, the
+  flatten spellings), and its tokens are those of the rewritten call
+  (``ast.unparse``); the rest keeps the file's own tokens.
 
-A file that does not parse keeps its text tokens, renamed but not rewritten.
-Nothing here runs student code.
+A file with a syntax error is parsed piece by piece (top-level statements, the
+methods of a broken class): only the piece that does not parse keeps its text
+tokens unrewritten. Nothing here runs student code.
 """
 from __future__ import annotations
 
@@ -370,13 +371,64 @@ def _column(lines: list[str], line: int, byte_offset: int) -> int:
     return byte_offset if text.isascii() else len(text.encode()[:byte_offset].decode("utf-8", "ignore"))
 
 
-def tree_tokens(source: str, tree: ast.Module, vocab: Vocabulary, as_text: Tokens,
-                positions: list[tuple[int, int]]) -> Tokens:
-    """The text tokens of a file that parses, with every rewritten call replaced by
+MAX_PIECE_DEPTH = 3          # pieces: top-level statements, class members, statements of a method
+
+
+def _parse_at(lines: list[str], start: int, end: int, wrappers: list[str]) -> ast.Module | None:
+    """Parse ``lines[start:end]`` alone, keeping the file's line numbers; the
+    ``wrappers`` (``class _:``, ``    def _(self):``) go on the lines just before."""
+    prefix = "\n" * (start - len(wrappers)) + "".join(w + "\n" for w in wrappers)
+    try:
+        return ast.parse(prefix + "\n".join(lines[start:end]))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _pieces(lines: list[str], first: int, end: int, indent: int, in_string: set[int]) -> list[tuple[int, int]]:
+    """``lines[first:end]`` cut before every statement that starts at ``indent`` spaces."""
+    def starts_statement(i: int) -> bool:
+        line = lines[i]
+        return (i + 1 not in in_string and len(line) > indent and line[:indent].strip(" ") == ""
+                and not line[indent].isspace() and line[indent] not in "#)]}")
+    cuts = sorted({first, *(i for i in range(first, end) if starts_statement(i)), end})
+    return list(zip(cuts, cuts[1:]))
+
+
+def _parse_pieces(lines, first, end, indent, wrappers, in_string, trees) -> None:
+    for start, stop in _pieces(lines, first, end, indent, in_string):
+        tree = _parse_at(lines, start, stop, wrappers)
+        if tree is not None:
+            trees.append(tree)
+            continue
+        header = lines[start].strip()
+        if len(wrappers) + 1 < MAX_PIECE_DEPTH and header.startswith(("class ", "def ", "async def ")):
+            inner = " " * indent + ("class _:" if header.startswith("class ") else "def _(self):")
+            _parse_pieces(lines, start + 1, stop, indent + 4, [*wrappers, inner], in_string, trees)
+
+
+def syntax_trees(source: str, in_string: set[int]) -> tuple[list[ast.Module], bool]:
+    """(trees, whether the whole file parsed). A file with a syntax error is parsed
+    piece by piece -- each top-level statement, and inside a class or function that
+    fails as a whole, each member, and each statement of a method -- so that only
+    the broken piece is left unrewritten. ``in_string``: lines inside a multi-line
+    string, where no piece may start."""
+    try:
+        return [ast.parse(source)], True
+    except (SyntaxError, ValueError):
+        pass
+    lines = source.split("\n")
+    trees: list[ast.Module] = []
+    _parse_pieces(lines, 0, len(lines), 0, [], in_string, trees)
+    return trees, False
+
+
+def rewritten_tokens(source: str, trees: list[ast.Module], vocab: Vocabulary, as_text: Tokens,
+                     positions: list[tuple[int, int]]) -> Tokens:
+    """The file's own tokens, with every call written in an accepted form replaced by
     the tokens of its single spelling (``positions``: each text token's line and column)."""
-    changed = rewrite_accepted_forms(tree)
+    changed = [call for tree in trees for call in rewrite_accepted_forms(tree)]
     if not changed:
-        return Tokens(as_text.texts, as_text.first, as_text.last, parsed=True)
+        return as_text
     lines = source.split("\n")
     spans = sorted(((node.lineno, _column(lines, node.lineno, node.col_offset)),
                     (node.end_lineno, _column(lines, node.end_lineno, node.end_col_offset)), node)
@@ -385,7 +437,7 @@ def tree_tokens(source: str, tree: ast.Module, vocab: Vocabulary, as_text: Token
     for start, end, node in spans:
         if not outermost or start >= outermost[-1][1]:
             outermost.append((start, end, node))
-    out = Tokens([], [], [], parsed=True)
+    out = Tokens([], [], [], parsed=as_text.parsed)
     emitter = _Emitter(vocab, out)
     span, emitted = 0, set()
     for index, position in enumerate(positions):
@@ -402,23 +454,26 @@ def tree_tokens(source: str, tree: ast.Module, vocab: Vocabulary, as_text: Token
     return out
 
 
-def code_tokens(source: str, vocab: Vocabulary) -> Tokens:
-    """The normalised tokens of ``source``: rewritten on the tree when it parses,
-    as text otherwise (a syntax error, or a file too deeply nested to handle)."""
-    as_tree, as_text, _ = analyse(source, vocab)
-    return as_tree if as_tree is not None else as_text
-
-
-def analyse(source: str, vocab: Vocabulary) -> tuple[Tokens | None, Tokens, list[tuple[int, str]]]:
-    """(tokens with the accepted forms rewritten, or None when the file does not
-    parse; tokens as text; comments)."""
+def analyse(source: str, vocab: Vocabulary) -> tuple[Tokens, list[tuple[int, str]]]:
+    """(the normalised tokens of ``source``, its comments as (line, text)).
+    ``Tokens.parsed`` says whether the whole file parsed."""
     found_comments: list[tuple[int, str]] = []
     positions: list[tuple[int, int]] = []
     as_text = text_tokens(source, vocab, found_comments, positions)
+    in_string = {line for text, first, last in zip(as_text.texts, as_text.first, as_text.last)
+                 if text == STRING and last > first for line in range(first + 1, last + 1)}
     try:
-        as_tree = tree_tokens(source, ast.parse(source), vocab, as_text, positions)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        as_tree = None
+        trees, parsed = syntax_trees(source, in_string)
+        as_text.parsed = parsed
+        return rewritten_tokens(source, trees, vocab, as_text, positions), found_comments
+    except (RecursionError, MemoryError):
+        pass
     except Exception:   # noqa: BLE001 -- a file our rewrites trip on is still compared, as text
-        as_tree = None
-    return as_tree, as_text, found_comments
+        pass
+    as_text.parsed = False
+    return as_text, found_comments
+
+
+def code_tokens(source: str, vocab: Vocabulary) -> Tokens:
+    """The normalised tokens of ``source`` (see ``analyse``)."""
+    return analyse(source, vocab)[0]

@@ -103,8 +103,8 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
             lines += [f"## {rank}. {_md(pair.a)} and {_md(pair.b)}: {pair.score:.3f}", "",
                       f"- own code shared: {_count(round(pair.code_evidence), 'token')} (rarity-weighted) "
                       f"in {_count(len(pair.fragments), 'fragment')}"
-                      + ("" if a.tree_tokens is not None and b.tree_tokens is not None
-                         else "; compared as text: one of the files does not parse")]
+                      + ("" if a.tokens.parsed and b.tokens.parsed
+                         else "; one of the files does not parse: its broken part is compared as text")]
             if pair.shared_deductions:
                 lines.append("- the same rare deductions (grade run):")
                 lines += [f"  - {_md(_shown(d, DEDUCTION_SHOWN))}" for d in pair.shared_deductions]

@@ -60,10 +60,8 @@ def similarity_report(path: Path, out: Path, grades: Path | None = None, top: in
 
     token_ids = TokenIds()
     kit = boilerplate_hashes(boilerplate.sources, boilerplate.vocab, token_ids)
-    tree_prints = [fingerprint(s.tree_tokens, token_ids, kit) if s.tree_tokens is not None else None
-                   for s in compared]
-    text_prints = [fingerprint(s.text_tokens, token_ids, kit) for s in compared]
-    pairs = score_pairs(compared, tree_prints, text_prints, deductions, progress=bar)
+    prints = [fingerprint(s.tokens, token_ids, kit) for s in compared]
+    pairs = score_pairs(compared, prints, deductions, progress=bar)
 
     from autograder.similarity.report import write_csv, write_heatmap, write_markdown
     try:

@@ -140,43 +140,14 @@ def shared_fragments(a: Tokens, fa: Fingerprint, b: Tokens, fb: Fingerprint,
     return sorted(kept, key=lambda f: f.a_tokens)
 
 
-def _code_pairs(tree_sets: list[set | None], text_sets: list[set], frequency: dict,
-                class_size: int) -> dict[tuple[int, int], list[int]]:
-    """(i, j) -> the rare k-grams they share: from the trees when both files parse,
-    as text when one of them does not."""
-    def holders(sets):
-        found = defaultdict(list)
-        for index, keys in enumerate(sets):
-            for key in keys or ():
-                if rarity(frequency[key], class_size) > 0:
-                    found[key].append(index)
-        return found
-
-    pairs: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for key, who in holders(tree_sets).items():
-        for pair in itertools.combinations(who, 2):
-            pairs[pair].append(key)
-    unparsed = {i for i, keys in enumerate(tree_sets) if keys is None}
-    if unparsed:
-        for key, who in holders(text_sets).items():
-            for pair in itertools.combinations(who, 2):
-                if pair[0] in unparsed or pair[1] in unparsed:
-                    pairs[pair].append(key)
-    return pairs
-
-
-def score_pairs(students: list[StudentFile], tree_prints: list[Fingerprint | None], text_prints: list[Fingerprint],
+def score_pairs(students: list[StudentFile], prints: list[Fingerprint],
                 deductions: dict[str, set[str]] | None = None,
                 progress: Callable = lambda it, **kw: it) -> list[PairScore]:
-    """A score for every pair of ``students`` (all compared), highest first.
-    ``tree_prints[i]`` is None for a file that does not parse."""
+    """A score for every pair of ``students`` (all compared), highest first."""
     n = len(students)
-    tree_sets = [set(fp.positions) if fp is not None else None for fp in tree_prints]
-    text_sets = [set(fp.positions) for fp in text_prints]
-    # How many files hold a k-gram, in either form: a copy that does not parse is
-    # still measured against the whole class.
-    frequency = _document_frequency((tree or set()) | text for tree, text in zip(tree_sets, text_sets))
-    code_pairs = _code_pairs(tree_sets, text_sets, frequency, n)
+    hash_sets = [set(fp.positions) for fp in prints]
+    frequency = _document_frequency(hash_sets)
+    code_pairs = _rare_pairs(hash_sets, n)
     comment_sets = [{text for _, text in s.comments} for s in students]
     comment_pairs, comment_frequency = _rare_pairs(comment_sets, n), _document_frequency(comment_sets)
     layout_pairs = _rare_pairs([s.layout for s in students], n)
@@ -196,16 +167,12 @@ def score_pairs(students: list[StudentFile], tree_prints: list[Fingerprint | Non
         return results[i, j]
 
     for (i, j), hashes in progress(code_pairs.items(), desc="comparing", unit="pair"):
-        both_parse = tree_prints[i] is not None and tree_prints[j] is not None
-        fa, fb = (tree_prints[i], tree_prints[j]) if both_parse else (text_prints[i], text_prints[j])
-        a_tokens = students[i].tokens if both_parse else students[i].text_tokens
-        b_tokens = students[j].tokens if both_parse else students[j].text_tokens
         weighted = sorted(((rarity(frequency[h], n), h) for h in hashes), reverse=True)
-        evidence = (_own_evidence(fa, weighted) + _own_evidence(fb, weighted)) / 2
+        evidence = (_own_evidence(prints[i], weighted) + _own_evidence(prints[j], weighted)) / 2
         if evidence > 0:
             pair = pair_of(i, j)
             pair.code_evidence = evidence
-            pair.fragments = shared_fragments(a_tokens, fa, b_tokens, fb, hashes)
+            pair.fragments = shared_fragments(students[i].tokens, prints[i], students[j].tokens, prints[j], hashes)
     for (i, j), texts in comment_pairs.items():
         pair_of(i, j).shared_comments = sorted(texts)
     for (i, j), habits in layout_pairs.items():
