@@ -22,8 +22,8 @@ from autograder.similarity.normalise import code_tokens
 from autograder.similarity.report import CSV_HEADER, cluster_order
 from autograder.similarity.run import similarity_report
 from tests.similarity_class import (GLOBAL_POOL, KWARGS, LIST_COMPREHENSIONS, PLACEHOLDER, REFERENCE, SKELETON, STRIDE_ON_3X3,
-                                    adaptive_pool, copy_source, disguised_copy, fill, plain_super, relu_after_add,
-                                    sub, teaching_class, torch_flatten, write_class)
+                                    adaptive_pool, copy_source, disguised_copy, fill, generated_class, plain_super,
+                                    relu_after_add, sub, teaching_class, torch_flatten, write_class)
 
 ROOT = Path(__file__).resolve().parents[1]
 HONEST = ["canonical_ana", "canonical_ben", "kwargs_chen", "listcomp_dara", "pool_eli"]
@@ -150,6 +150,16 @@ def test_syntax_error_copy_is_still_found(tmp_path):
     assert (report.pairs[0].a, report.pairs[0].b) == ("cpy", "src")
     assert report.pairs[0].score > 0.8
     assert "its broken part is compared as text" in report.files[1].read_text(encoding="utf-8")
+
+
+def test_reading_in_two_processes_gives_the_same_report(tmp_path):
+    files, planted = generated_class(60, seed=5)
+    write_class(tmp_path / "subs", files)
+    alone = similarity_report(tmp_path / "subs", tmp_path / "one", jobs=1)
+    shared = similarity_report(tmp_path / "subs", tmp_path / "two", jobs=2)
+    assert alone.files[0].read_text() == shared.files[0].read_text()
+    assert alone.files[1].read_text() == shared.files[1].read_text()
+    assert {(p.a, p.b) for p in alone.pairs[:len(planted)]} == set(planted)
 
 
 def test_class_of_one(tmp_path):

@@ -48,7 +48,7 @@ class StudentFile:
     def shown_path(self) -> str:
         if self.path is None:
             return self.student
-        return f"{self.student}/{self.path.name}" if self.path.parent.name == self.student else self.path.name
+        return self.path.name if self.path.stem == self.student else f"{self.student}/{self.path.name}"
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def analyse_students(students: list[StudentFile], boilerplate: Boilerplate, jobs
     """Tokenise every readable file (in ``jobs`` processes for a large class) and
     set aside the empty ones and untouched skeletons."""
     todo = [s for s in students if s.compared]
-    if jobs > 1 and len(todo) >= PARALLEL_FROM:
+    if jobs > 1 and len(todo) >= PARALLEL_FROM and "fork" in multiprocessing.get_all_start_methods():
         # fork: the workers need nothing but the vocabulary, and no student code runs anywhere
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
