@@ -72,7 +72,9 @@ def _md(text: str) -> str:
     return html.escape(clean_text(text), quote=False).replace("|", "&#124;").replace("\n", " ")
 
 
-def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grades_used: bool) -> str:
+def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, graded: set[str] | None) -> str:
+    """``graded``: the students a ``--grades`` run graded normally (None without ``--grades``)."""
+    grades_used = graded is not None
     compared = [s for s in students if s.compared]
     listed = [s for s in students if not s.compared]
     by_name = {s.student: s for s in compared}
@@ -85,6 +87,10 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
              + (", and the same rare deductions in the grade run" if grades_used else "")
              + f". About {SCALE:g} shared own tokens give 0.63. **A high score is a reason to look at "
              "the two files, not a verdict.**", ""]
+    if grades_used:
+        lines += [f"Deductions of the grade run: {sum(s.student in graded for s in compared)} of the "
+                  f"{len(compared)} compared students were graded normally there; the others add no "
+                  "deduction evidence.", ""]
     shown = [p for p in pairs[:top] if p.score > 0]
     if not compared or len(compared) == 1:
         lines += ["Nothing to compare: fewer than two submissions hold code of their own.", ""]
@@ -127,9 +133,9 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
     return "\n".join(lines)
 
 
-def write_markdown(out: Path, students, pairs, top: int, grades_used: bool) -> Path:
+def write_markdown(out: Path, students, pairs, top: int, graded: set[str] | None) -> Path:
     path = out / "similarity.md"
-    write_atomic(path, markdown(students, pairs, top, grades_used))
+    write_atomic(path, markdown(students, pairs, top, graded))
     return path
 
 

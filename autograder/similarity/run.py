@@ -66,7 +66,7 @@ def similarity_report(path: Path, out: Path, grades: Path | None = None, top: in
     from autograder.similarity.report import write_csv, write_heatmap, write_markdown
     try:
         files = [write_csv(out, pairs),
-                 write_markdown(out, students, pairs, top, grades_used=deductions is not None),
+                 write_markdown(out, students, pairs, top, graded=set(deductions) if deductions is not None else None),
                  write_heatmap(out, students, pairs)]
     except OSError as exc:
         raise SimilarityError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
