@@ -23,6 +23,9 @@ from pathlib import Path
 
 from autograder.release.leaks import solution_snippets
 from autograder.release.markers import MARKER_TEXT_RE, find_markers
+from autograder.release.notebook import markdown_solution_lines
+from autograder.release.steps import mask_magics
+from autograder.spec.public import public_table_from
 
 # ---------------------------------------------------------------------------- what a leak is
 # A number standing alone: `3`, not the `1` of `conv1x1` or the `3x3` of a kernel size.
@@ -132,10 +135,6 @@ def build_answer_key(table, public_text: str, solved_sources: dict[str, str],
     """The facts to look for. ``table``: the full table; ``public_text``: the public
     TOML (its own facts are exempt); ``solved_sources``: {name: text} of solved
     ``.py`` files; ``solved_notebooks``: solved notebook nodes."""
-    from autograder.release.notebook import _markdown_solution_lines   # noqa: PLC0415 (nbformat on use)
-    from autograder.release.steps import mask_magics
-    from autograder.spec.public import public_table_from
-
     key = AnswerKey()
     public_windows = _number_windows(public_text, 3)
     for stage in table.stages:
@@ -168,7 +167,7 @@ def build_answer_key(table, public_text: str, solved_sources: dict[str, str],
         key.snippets += solution_snippets(code, "solved notebook")
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                key.markdown_lines.update(line.strip() for line in _markdown_solution_lines(cell.source)
+                key.markdown_lines.update(line.strip() for line in markdown_solution_lines(cell.source)
                                           if line.strip())
     public_lines = ["".join(line.split()) for line in public_text.splitlines()]
     key.snippets = [s for s in dict.fromkeys(key.snippets)

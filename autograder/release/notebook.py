@@ -186,7 +186,7 @@ def notebook_leaks(student_nb: NotebookNode, solved_nb: NotebookNode) -> list[st
 
     solved_code = "\n".join(c.source for c in solved_nb.cells if c.cell_type == "code")
     solved_md = [line.strip() for c in solved_nb.cells if c.cell_type == "markdown"
-                 for line in _markdown_solution_lines(c.source)]
+                 for line in markdown_solution_lines(c.source)]
     problems: list[str] = []
     for index, cell in enumerate(student_nb.cells):
         if cell.cell_type == "code":
@@ -203,7 +203,7 @@ def notebook_leaks(student_nb: NotebookNode, solved_nb: NotebookNode) -> list[st
     return problems
 
 
-def _markdown_solution_lines(source: str) -> list[str]:
+def markdown_solution_lines(source: str) -> list[str]:
     inside, lines = False, []
     for line in source.splitlines():
         if MD_BEGIN_RE.match(line):
