@@ -202,9 +202,18 @@ def test_odd_and_hostile_files_never_stop_the_report(tmp_path):
 
 
 def test_nothing_but_untouched_and_empty_files(tmp_path):
-    report = run(tmp_path, {"a": SKELETON, "b": "", "c": SKELETON.replace("\n\n", "\n")})
-    assert [s.skipped for s in report.students] == ["untouched skeleton", "empty", "untouched skeleton"]
+    older_release = (ROOT / "examples" / "submissions" / "untouched_skeleton" / "resnet50_skeleton.py").read_text()
+    report = run(tmp_path, {"a": SKELETON, "b": "", "c": SKELETON.replace("\n\n", "\n"), "d": older_release,
+                            "e": SKELETON.replace("    def forward(self, x):", "    # TODO\n    def forward(self, x):")})
+    assert [s.skipped for s in report.students] == ["untouched skeleton", "empty"] + ["untouched skeleton"] * 3
     assert read_csv(report.files[0]) == [CSV_HEADER]
+
+
+def test_a_partly_filled_skeleton_is_compared(tmp_path):
+    partly = SKELETON.replace('nn.MaxPool2d(*blanks(3, "Q2: the MaxPool2d arguments in layer1"))', "nn.MaxPool2d(3, 2, 1)")
+    assert partly != SKELETON
+    report = run(tmp_path, {"partly": partly, "done": fill()})
+    assert [s.compared for s in report.students] == [True, True]
 
 
 # ---- normalisation: families of honest forms and of disguises --------------------------

@@ -7,6 +7,7 @@ oddities of its layout.
 """
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import re
 from collections.abc import Callable
@@ -22,6 +23,8 @@ SKELETON_PATH = KIT_ROOT / STUDENT_FILE
 SOLUTION_PATH = KIT_ROOT / "solutions" / STUDENT_FILE
 # Not compared, only listed: why.
 MISSING, UNREADABLE, EMPTY, UNTOUCHED = "missing", "unreadable", "empty", "untouched skeleton"
+STUDENT_CLASSES = {"ResidualBlock", "ResNet50_layer4"}     # where the placeholders are
+PLACEHOLDER_CALLS = {"blank", "blanks", "blank_default"}
 PARALLEL_FROM = 40          # fewer files than this are read in this process (starting workers costs more)
 
 
@@ -57,6 +60,7 @@ class Boilerplate:
     vocab: Vocabulary
     sources: tuple[str, ...]          # the skeleton, the solution and the accepted variants of it
     skeleton_tokens: tuple[str, ...]
+    placeholders: int                 # blank(...) calls left to the student in the released skeleton
     comments: frozenset[str]
 
 
@@ -92,7 +96,20 @@ def load_boilerplate(skeleton_path: Path = SKELETON_PATH, solution_path: Path = 
     vocab = Vocabulary.from_sources(skeleton, solution)
     sources = (skeleton, solution, *accepted_variants(skeleton), *accepted_variants(solution))
     kit_comments = frozenset(_comment_key(c) for s in sources for _, c in comments(s))
-    return Boilerplate(vocab, sources, tuple(code_tokens(skeleton, vocab).texts), kit_comments)
+    return Boilerplate(vocab, sources, tuple(code_tokens(skeleton, vocab).texts), unfilled_placeholders(skeleton),
+                       kit_comments)
+
+
+def unfilled_placeholders(source: str) -> int:
+    """How many ``blank(...)``, ``blanks(...)``, ``blank_default(...)`` the classes the
+    student completes still hold (0 when the file does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return 0
+    return sum(1 for cls in tree.body if isinstance(cls, ast.ClassDef) and cls.name in STUDENT_CLASSES
+               for node in ast.walk(cls) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+               and node.func.id in PLACEHOLDER_CALLS)
 
 
 def _comment_key(text: str) -> str:
@@ -179,7 +196,10 @@ def analyse_students(students: list[StudentFile], boilerplate: Boilerplate, jobs
         student.layout = layout
         if not tokens.texts:
             student.skipped, student.detail = EMPTY, "the file holds only comments"
-        elif tokens.parsed and tuple(tokens.texts) == boilerplate.skeleton_tokens:
+        elif tokens.parsed and (tuple(tokens.texts) == boilerplate.skeleton_tokens or (
+                PLACEHOLDER_CALLS & set(tokens.texts)
+                and unfilled_placeholders(student.source) >= boilerplate.placeholders > 0)):
+            # the skeleton as released (any release): every placeholder still there
             student.skipped, student.detail = UNTOUCHED, "the released skeleton with nothing filled in"
 
 
