@@ -82,6 +82,19 @@ def _cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gradescope(args: argparse.Namespace) -> int:
+    from autograder.gradescope.bundle import GradescopeBundleError, build_zip
+    try:
+        _, notes = build_zip(args.out, rubric=args.rubric, visibility=args.visibility,
+                             timeout_s=args.timeout, memory_mb=args.memory_mb)
+    except GradescopeBundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(note)
+    return 0
+
+
 def _positive(kind):
     def parse(text):
         value = kind(text)
@@ -142,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
                             help="processes reading the files (default 2)")
     similarity.add_argument("--quiet", action="store_true", help="no progress bar")
     similarity.set_defaults(func=_cmd_similarity)
+
+    gradescope = sub.add_parser("gradescope", help="build the zip for Gradescope's Configure Autograder page "
+                                                   "(grader, spec, rubric, reference; no student file)")
+    gradescope.add_argument("--out", type=Path, required=True, help="the zip to write (e.g. autograder.zip)")
+    gradescope.add_argument("--visibility", choices=("visible", "after_published"), default="visible",
+                            help="when students see the tests: at once, or once grades are published "
+                                 "(default visible)")
+    gradescope.add_argument("--timeout", type=_positive(float), default=60.0,
+                            help="wall-clock seconds allowed per submission (default 60)")
+    gradescope.add_argument("--memory-mb", type=_positive(int), default=4096,
+                            help="memory allowed per submission in MiB (default 4096)")
+    gradescope.add_argument("--rubric", type=Path, default=None,
+                            help="rubric TOML to grade with (default: the kit's)")
+    gradescope.set_defaults(func=_cmd_gradescope)
 
     return parser
 

@@ -1,0 +1,63 @@
+"""From the batch grader's per-student results to Gradescope's results.json.
+
+The batch grader already writes Gradescope's fields (score, execution_time,
+tests with name/score/max_score/output/visibility, extra_data); this adds what
+only Gradescope needs: the chosen visibility, the student's feedback as the
+top-level markdown output, stdout hidden from students (it holds the sandbox's
+report for the staff), and how the file was found.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from autograder.grade.outputs import clean_data
+
+SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+VISIBILITIES = ("visible", "after_published")
+
+
+def gradescope_results(batch_result: dict, feedback: str, notes=(), visibility: str = "visible",
+                       execution_time: float | None = None, isolation=(), submitted: str = "") -> dict:
+    """``batch_result`` (what ``grade_batch`` wrote for the student) made ready for Gradescope."""
+    if visibility not in VISIBILITIES:
+        raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}, got {visibility!r}")
+    said = "".join(f"**Note:** {n}\n\n" for n in notes)
+    extra = dict(batch_result["extra_data"])
+    extra["notes"] = [*notes, *extra.get("notes", [])]
+    extra["submitted_file"] = submitted
+    extra["sandbox_layers"] = list(isolation)
+    return clean_data({
+        "score": batch_result["score"],
+        "execution_time": round(execution_time if execution_time is not None
+                                else batch_result["execution_time"], 2),
+        "output": said + feedback,
+        "output_format": "md",
+        "visibility": visibility,
+        "stdout_visibility": "hidden",
+        "tests": [{**test, "visibility": visibility} for test in batch_result["tests"]],
+        "extra_data": extra,
+    })
+
+
+def write_results(results_dir: Path, results: dict) -> Path:
+    """Write results.json atomically: a file planted there before is replaced, never appended to."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=".results.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        target = results_dir / "results.json"
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))

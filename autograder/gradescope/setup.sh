@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Gradescope runs this once, as root, while it builds the autograder's image:
+# the zip is unpacked in /autograder/source and this script runs from there.
+#
+# What it does (each step is skipped when already done, so running it twice is fine):
+#   1. make sure Python 3 with venv support is installed (apt);
+#   2. create a virtual environment in .venv beside this script;
+#   3. install the grader's dependencies into it, at the versions the kit is tested with.
+#
+# torch comes from PyTorch's CPU-only wheel index. The default Linux wheel from PyPI
+# pulls in the CUDA libraries: measured on the kit's own machine, torch 2.14.1+cu130
+# took 1.2 GB and its nvidia-*/cuda-*/triton packages another 4.2 GB, about 5.4 GB in
+# all; the CPU wheel installs to well under 1 GB (a few hundred MB). Gradescope's
+# containers have no GPU, so the CUDA part would only slow every image build.
+set -euo pipefail
+
+kit="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="$kit/.venv"
+
+# --- the versions (change them together with the kit's own environment) -------------
+TORCH_VERSION="2.14.1"
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+PINNED=(
+    "numpy==2.4.6"
+    "tqdm==4.70.1"
+    # torch's own dependencies, pinned too so a rebuild months later gives the same image
+    "filelock==4.3.1"
+    "typing_extensions==4.16.0"
+    "sympy==1.14.0"
+    "mpmath==1.3.0"
+    "networkx==3.6.1"
+    "jinja2==3.1.6"
+    "MarkupSafe==3.0.4"
+    "fsspec==2026.9.0"
+    "setuptools==84.2.1"
+)
+
+# --- 1. Python ------------------------------------------------------------------------
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends python3 python3-venv python3-pip
+fi
+
+# numpy 2.4 needs Python 3.11 or newer: choose Gradescope's Ubuntu 24.04 base image (Python 3.12).
+if ! python3 -c "import sys; sys.exit(sys.version_info < (3, 11))"; then
+    echo "setup.sh: Python 3.11 or newer is needed, found $(python3 --version 2>&1);" \
+         "pick the Ubuntu 24.04 base image on Gradescope's Configure Autograder page" >&2
+    exit 1
+fi
+
+# --- 2. the virtual environment -------------------------------------------------------
+if [[ ! -x "$venv/bin/python" ]]; then
+    python3 -m venv "$venv"
+fi
+
+# --- 3. dependencies (pip skips whatever is already installed at the pinned version) --
+"$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \
+    "${PINNED[@]}"
+"$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \
+    --index-url "$TORCH_CPU_INDEX" "torch==${TORCH_VERSION}+cpu"
+
+# A last check that fails the image build now rather than every student's run later.
+"$venv/bin/python" -c "import torch, numpy, tqdm; print('torch', torch.__version__, 'ready')"
+chmod +x "$kit/run_autograder"
