@@ -95,6 +95,35 @@ def _cmd_gradescope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nbgrader_init(args: argparse.Namespace) -> int:
+    from autograder.nbgrader.layout import CourseError, init_course
+    from autograder.release.markers import ReleaseError
+    try:
+        notes = init_course(args.course_dir, args.assignment, force=args.force)
+    except (CourseError, ReleaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(note)
+    print(f"next: cd {args.course_dir} && nbgrader generate_assignment {args.assignment}")
+    return 0
+
+
+def _cmd_nbgrader_verify(args: argparse.Namespace) -> int:
+    from autograder.nbgrader.verify import VerifyError, verify_course
+    try:
+        differences, compared = verify_course(args.course_dir, args.assignment, jobs=args.jobs,
+                                              progress=not args.quiet)
+    except VerifyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for difference in differences:
+        print(f"{difference.student}: {difference.problem}")
+    print(f"{compared} submissions regraded with the sandboxed grader: "
+          + (f"{len(differences)} differ from the gradebook" if differences else "the gradebook agrees"))
+    return 1 if differences else 0
+
+
 def _positive(kind):
     def parse(text):
         value = kind(text)
@@ -169,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     gradescope.add_argument("--rubric", type=Path, default=None,
                             help="rubric TOML to grade with (default: the kit's)")
     gradescope.set_defaults(func=_cmd_gradescope)
+
+    nbgrader = sub.add_parser("nbgrader", help="run the assignment as an nbgrader course (init, verify)")
+    nbgrader_sub = nbgrader.add_subparsers(dest="nbgrader_command", required=True, metavar="STEP")
+    nb_init = nbgrader_sub.add_parser("init", help="lay out an nbgrader course from the kit's sources")
+    nb_init.add_argument("course_dir", type=Path, metavar="COURSE_DIR", help="the course folder (created)")
+    nb_init.add_argument("--assignment", default="cnn_implementation", help="assignment name (default cnn_implementation)")
+    nb_init.add_argument("--force", action="store_true", help="rewrite the kit's files in an existing course")
+    nb_init.set_defaults(func=_cmd_nbgrader_init)
+    nb_verify = nbgrader_sub.add_parser("verify", help="regrade every submitted file with the sandboxed grader; "
+                                                       "exit 1 if a gradebook score differs")
+    nb_verify.add_argument("course_dir", type=Path, metavar="COURSE_DIR", help="the course folder")
+    nb_verify.add_argument("--assignment", default="cnn_implementation", help="assignment name (default cnn_implementation)")
+    nb_verify.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1,
+                           help="submissions graded at once (default: number of CPUs)")
+    nb_verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    nb_verify.set_defaults(func=_cmd_nbgrader_verify)
 
     return parser
 

@@ -1,0 +1,89 @@
+"""``python -m autograder nbgrader init COURSE_DIR``: an nbgrader course from the kit's sources.
+
+The course folder gets ``nbgrader_config.py`` and ``source/<assignment>/`` with the
+nbgrader source notebook, the *student* ``resnet50_skeleton.py`` (generated from
+``solutions/`` as ``release`` does: nbgrader copies ``.py`` files unchanged, so the
+solved file must never go there) and ``vgg.py``. The hidden test cells import the
+grader from the installed kit, so nothing of ``autograder/`` is copied.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from autograder.nbgrader import DEFAULT_ASSIGNMENT, NOTEBOOK_NAME, STUDENT_FILE
+from autograder.release.kit import KIT_ROOT, TARGETS, render
+from autograder.spec import RUBRIC_PATH
+
+ASSIGNMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+CONFIG_NAME = "nbgrader_config.py"
+CELL_TIMEOUT_S = 300   # one test cell grades the file in the sandbox (60 s limit per submission)
+
+CONFIG_TEMPLATE = '''\
+# nbgrader configuration written by `python -m autograder nbgrader init` (cnn-assignment-kit).
+# `init --force` rewrites this file: keep course-specific settings below the marked line.
+c = get_config()  # noqa: F821 (nbgrader provides it)
+
+c.CourseDirectory.course_id = {course_id!r}
+
+# Students hand in their own resnet50_skeleton.py: autograde must grade that file, not
+# replace it with the copy in source/ (nbgrader overwrites every other source file).
+c.Autograde.exclude_overwriting = {{{assignment!r}: [{student_file!r}]}}
+
+# The first test cell grades the file in the kit's sandbox (one run for all five cells).
+c.Execute.timeout = {timeout}
+
+# Folders the notebook may write while a student works in it; never part of the assignment.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
+                            "data", "results", "submission.zip", "*.ckpt"]
+
+# ---- course-specific settings below this line are yours (init --force keeps none of them)
+'''
+
+
+class CourseError(ValueError):
+    """A course folder that cannot be written as asked."""
+
+
+def kit_files(assignment: str) -> dict[str, str]:
+    """Every file ``init`` writes, relative to the course folder, with its text."""
+    from autograder.nbgrader.source_notebook import render_source_notebook
+    skeleton = next(t for t in TARGETS if t.student == STUDENT_FILE)
+    source = f"source/{assignment}"
+    return {
+        CONFIG_NAME: "",   # filled in by init_course (needs the course id)
+        f"{source}/{NOTEBOOK_NAME}": render_source_notebook(KIT_ROOT / "solutions" / NOTEBOOK_NAME, RUBRIC_PATH),
+        f"{source}/{STUDENT_FILE}": render(skeleton),
+        f"{source}/vgg.py": (KIT_ROOT / "vgg.py").read_text(encoding="utf-8"),
+    }
+
+
+def init_course(course_dir: Path, assignment: str = DEFAULT_ASSIGNMENT, force: bool = False) -> list[str]:
+    """Write the course's kit files; returns one line per file. Refuses an existing course
+    unless ``force``, which rewrites only the kit's own files (gradebook, submissions and
+    anything else in the folder stay)."""
+    course_dir = Path(course_dir)
+    if not ASSIGNMENT_RE.match(assignment):
+        raise CourseError(f"assignment name {assignment!r} must be letters, digits, '_', '-' or '.'")
+    if course_dir.exists() and not course_dir.is_dir():
+        raise CourseError(f"{course_dir} exists and is not a folder")
+    files = kit_files(assignment)
+    existing = [name for name in files if (course_dir / name).exists()]
+    if existing and not force:
+        raise CourseError(f"{course_dir} already holds an nbgrader course ({existing[0]}); "
+                          "use --force to rewrite the kit's files in it")
+    files[CONFIG_NAME] = CONFIG_TEMPLATE.format(course_id=course_dir.resolve().name or "course",
+                                                assignment=assignment, student_file=STUDENT_FILE,
+                                                timeout=CELL_TIMEOUT_S)
+    notes = []
+    for name, text in files.items():
+        target = course_dir / name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            before = target.read_bytes() if target.exists() else None
+            target.write_bytes(text.encode("utf-8"))
+        except OSError as exc:
+            raise CourseError(f"cannot write {target}: {exc.strerror or exc}") from None
+        state = "created" if before is None else ("unchanged" if before == text.encode("utf-8") else "rewritten")
+        notes.append(f"{state} {target}")
+    return notes

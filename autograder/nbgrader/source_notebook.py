@@ -1,0 +1,95 @@
+"""The nbgrader source notebook, built from the kit's solved notebook.
+
+Steps on the solved notebook (``solutions/CNN_Implementation.ipynb``):
+
+* outputs cleared (the release's :func:`clear_outputs`);
+* solution regions keep their ``BEGIN SOLUTION`` / ``END SOLUTION`` lines: nbgrader's
+  ``ClearSolutions`` recognises those markers itself (in Markdown too), so
+  ``generate_assignment`` removes the regions;
+* :func:`skip_under_autograde` -- cells that load data, train, or import the student's
+  file into the kernel get nbclient's ``skip-execution`` tag: ``nbgrader autograde``
+  (which executes through nbclient) passes over them, so it downloads nothing, trains
+  nothing and runs student code only in the grader's sandbox;
+* :func:`add_test_cells` -- one hidden, locked, autograded test cell per rubric part.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from autograder.nbgrader import test_cell_grade_id
+from autograder.spec import RUBRIC_PATH, load_rubric
+
+SKIP_TAG = "skip-execution"   # nbclient's NotebookClient.skip_cells_with_tag
+# The solved notebook's cells (by their kit:* tag) that autograde must not run: data
+# (a download), training, plots of the data, and the checks that import the student's file.
+SKIPPED_UNDER_AUTOGRADE = (
+    "kit:data", "kit:samples", "kit:budget", "kit:vgg-load", "kit:vgg-train",
+    "kit:q1-check", "kit:resnet-build", "kit:resnet-sanity", "kit:resnet-load",
+    "kit:resnet-train", "kit:resnet-analysis", "kit:results", "kit:submission",
+)
+TESTS_HEADING_ID = "nbgrader-tests-heading"
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+
+
+def _nbformat():
+    import nbformat
+    return nbformat
+
+
+def read_solved_notebook(path: Path):
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    for index, cell in enumerate(raw.get("cells", [])):
+        cell.setdefault("id", f"cell-{index}")   # fixed ids: the same source twice is the same bytes
+    return _nbformat().reads(json.dumps(raw), as_version=4)
+
+
+def skip_under_autograde(nb, tags=SKIPPED_UNDER_AUTOGRADE):
+    for cell in nb.cells:
+        cell_tags = cell.metadata.get("tags", [])
+        if any(tag in cell_tags for tag in tags) and SKIP_TAG not in cell_tags:
+            cell.metadata["tags"] = [*cell_tags, SKIP_TAG]
+    return nb
+
+
+def test_cell_source(part_id: str, title: str, points: float) -> str:
+    return (f"# Autograder test for {part_id} ({points:g} points): {title}.\n"
+            "# It runs when the course staff grade your submission; your resnet50_skeleton.py is\n"
+            "# graded in a sandbox and this cell shows what each check found.\n"
+            f"{HIDDEN_BEGIN}\n"
+            "from autograder.nbgrader.test_cell import score_part\n"
+            f"score_part({part_id!r})\n"
+            f"{HIDDEN_END}\n")
+
+
+def add_test_cells(nb, rubric_path: Path = RUBRIC_PATH):
+    """Append a heading and one autograded test cell per rubric part (points from the rubric)."""
+    v4 = _nbformat().v4
+    heading = v4.new_markdown_cell(
+        "## Autograder tests\n\nThe cells below are filled in and run by the course staff's autograder: "
+        "each gives the points of one part of the rubric for your `resnet50_skeleton.py`.")
+    heading["id"] = TESTS_HEADING_ID
+    nb.cells.append(heading)
+    for part in load_rubric(rubric_path).values():
+        grade_id = test_cell_grade_id(part.id)
+        cell = v4.new_code_cell(test_cell_source(part.id, part.title, part.points))
+        cell["id"] = grade_id.replace("_", "-")
+        cell.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "locked": True,
+                                     "points": part.points, "schema_version": 3,
+                                     "solution": False, "task": False}
+        nb.cells.append(cell)
+    return nb
+
+
+def build_source_notebook(solved_path: Path, rubric_path: Path = RUBRIC_PATH):
+    from autograder.release.notebook import check_nbgrader_metadata, clear_outputs
+    nb = copy.deepcopy(read_solved_notebook(solved_path))
+    nb = add_test_cells(skip_under_autograde(clear_outputs(nb)), rubric_path)
+    return check_nbgrader_metadata(nb, "nbgrader source notebook")
+
+
+def render_source_notebook(solved_path: Path, rubric_path: Path = RUBRIC_PATH) -> str:
+    from autograder.release.notebook import notebook_text
+    return notebook_text(build_source_notebook(solved_path, rubric_path))

@@ -1,0 +1,120 @@
+"""``python -m autograder nbgrader verify COURSE_DIR``: the gradebook against the sandboxed CLI.
+
+Under ``nbgrader autograde`` student code can run in the notebook kernel, so a student
+could change what a test cell returns. ``verify`` regrades every handed-in
+``resnet50_skeleton.py`` with the kit's grader (each file in its sandbox, as
+``python -m autograder grade`` does) and compares each part with the gradebook's
+score for that part's test cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.nbgrader import NOTEBOOK_NAME, STUDENT_FILE, test_cell_grade_id
+from autograder.spec import PART_IDS
+
+TOLERANCE = 0.005   # the grader rounds points to 2 decimals
+VERIFY_OUT = "autograder_verify"   # the CLI's output folder inside the course (resumes across runs)
+
+
+class VerifyError(ValueError):
+    """A course folder that cannot be verified (no gradebook, no submissions)."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    student: str
+    problem: str   # one sentence
+
+
+def gradebook_scores(course_dir: Path, assignment: str) -> dict[str, dict[str, float | None]]:
+    """Per student, the gradebook's score of each part's test cell (None: no grade recorded)."""
+    from nbgrader.api import Gradebook, MissingEntry
+    db = Path(course_dir) / "gradebook.db"
+    if not db.is_file():
+        raise VerifyError(f"{db} does not exist: run nbgrader autograde in {course_dir} first")
+    notebook_id = Path(NOTEBOOK_NAME).stem
+    scores: dict[str, dict[str, float | None]] = {}
+    with Gradebook(f"sqlite:///{db.resolve()}") as gb:
+        try:
+            submissions = gb.find_assignment(assignment).submissions
+        except MissingEntry:
+            raise VerifyError(f"the gradebook has no assignment {assignment!r}") from None
+        for submission in submissions:
+            parts: dict[str, float | None] = {part: None for part in PART_IDS}
+            try:
+                notebook = gb.find_submission_notebook(notebook_id, assignment, submission.student.id)
+            except MissingEntry:
+                scores[submission.student.id] = parts
+                continue
+            by_cell = {grade.name: grade.score for grade in notebook.grades}
+            for part in PART_IDS:
+                score = by_cell.get(test_cell_grade_id(part))
+                parts[part] = None if score is None else float(score)
+            scores[submission.student.id] = parts
+    return scores
+
+
+def _notebook_problem(path: Path) -> str | None:
+    """Why nbgrader could not grade this handed-in notebook, or None."""
+    if not path.is_file():
+        return f"{NOTEBOOK_NAME} was not handed in, so nbgrader graded nothing"
+    try:
+        import nbformat
+        nbformat.read(str(path), as_version=4)
+    except Exception:   # any reason nbformat refuses it: nbgrader refuses it too
+        return f"{NOTEBOOK_NAME} is not a readable notebook, so nbgrader gave 0"
+    return None
+
+
+def verify_course(course_dir: Path, assignment: str, jobs: int = 2,
+                  progress: bool = False) -> tuple[list[Difference], int]:
+    """(students whose gradebook differs from the CLI, how many students were compared)."""
+    from autograder.grade.batch import grade_batch
+    course_dir = Path(course_dir)
+    submitted = course_dir / "submitted"
+    if not submitted.is_dir():
+        raise VerifyError(f"{submitted} does not exist: nothing was handed in")
+    in_gradebook = gradebook_scores(course_dir, assignment)
+    students = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+    if not students:
+        raise VerifyError(f"no submission of {assignment!r} under {submitted}")
+    # One folder per student holding the handed-in file, as grade_batch expects.
+    staging = course_dir / VERIFY_OUT / "submissions"
+    staging.mkdir(parents=True, exist_ok=True)
+    for student in students:
+        folder = staging / student
+        folder.mkdir(exist_ok=True)
+        target = folder / STUDENT_FILE
+        handed_in = submitted / student / assignment / STUDENT_FILE
+        target.unlink(missing_ok=True)
+        if handed_in.is_file() and not handed_in.is_symlink():
+            target.write_bytes(handed_in.read_bytes())
+    results = grade_batch(staging, course_dir / VERIFY_OUT / "grading", jobs=jobs, progress=progress,
+                          log=lambda *_: None)
+    by_student = {r["extra_data"]["student"]: r for r in results}
+    differences = []
+    for student in students:
+        cli = by_student.get(student, {}).get("extra_data", {})
+        cli_parts = cli.get("parts", {})
+        book = in_gradebook.get(student)
+        notebook_problem = _notebook_problem(submitted / student / assignment / NOTEBOOK_NAME)
+        if book is None or notebook_problem:
+            why = notebook_problem or "handed in but not autograded (no gradebook entry)"
+            differences.append(Difference(student, f"{why}; the CLI gives {sum(map(float, cli_parts.values())):g}"
+                                                   f" ({', '.join(f'{p} {float(v):g}' for p, v in cli_parts.items())})"))
+            continue
+        wrong = []
+        for part in PART_IDS:
+            expected = float(cli_parts.get(part, 0.0))
+            got = book.get(part)
+            if got is None:
+                wrong.append(f"{part}: no gradebook score, the CLI gives {expected:g}")
+            elif abs(got - expected) > TOLERANCE:
+                wrong.append(f"{part}: gradebook {got:g}, the CLI {expected:g}")
+        if wrong:
+            status = cli.get("status", "ok")
+            differences.append(Difference(student, "; ".join(wrong)
+                                          + ("" if status == "ok" else f" (CLI status: {status})")))
+    return differences, len(students)
