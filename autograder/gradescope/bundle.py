@@ -26,6 +26,8 @@ TOP_FILES = ("autograder/__init__.py", "autograder/__main__.py", "autograder/cli
 # What grading imports or reads: batch -> outputs/scoring/parts -> check, spec; the sandbox.
 PACKAGES = ("autograder/grade", "autograder/check", "autograder/spec", "autograder/gradescope")
 SUFFIXES = (".py", ".toml", ".json")
+# Grading one file with pytest is a local convenience; leaving it out keeps pytest out of setup.sh.
+LEFT_OUT = ("autograder/grade/conftest.py", "autograder/grade/pytest_entry.py")
 SCRIPTS = {"setup.sh": HERE / "setup.sh", "run_autograder": HERE / "run_autograder"}
 FIXED_TIME = (2025, 1, 1, 0, 0, 0)
 
@@ -45,8 +47,10 @@ def zip_members(root: Path = KIT_ROOT, rubric: Path | None = None, visibility: s
         members[name] = (root / name).read_bytes()
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*")):
-            if path.is_file() and path.suffix in SUFFIXES and "__pycache__" not in path.parts:
-                members[path.relative_to(root).as_posix()] = path.read_bytes()
+            name = path.relative_to(root).as_posix()
+            if (path.is_file() and path.suffix in SUFFIXES and "__pycache__" not in path.parts
+                    and name not in LEFT_OUT):
+                members[name] = path.read_bytes()
     if rubric is not None:
         from autograder.spec import RubricError, load_rubric
         try:
