@@ -17,6 +17,6 @@ NOTEBOOK_NAME = "CNN_Implementation.ipynb"
 STUDENT_FILE = "resnet50_skeleton.py"
 
 
-def test_cell_grade_id(part_id: str) -> str:
+def grade_id_for_part(part_id: str) -> str:
     """The nbgrader grade_id of the test cell that scores ``part_id`` (e.g. ``test_Q1a``)."""
     return f"test_{part_id}"

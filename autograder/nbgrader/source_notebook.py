@@ -18,7 +18,7 @@ import copy
 import json
 from pathlib import Path
 
-from autograder.nbgrader import test_cell_grade_id
+from autograder.nbgrader import grade_id_for_part
 from autograder.spec import RUBRIC_PATH, load_rubric
 
 SKIP_TAG = "skip-execution"   # nbclient's NotebookClient.skip_cells_with_tag
@@ -73,7 +73,7 @@ def add_test_cells(nb, rubric_path: Path = RUBRIC_PATH):
     heading["id"] = TESTS_HEADING_ID
     nb.cells.append(heading)
     for part in load_rubric(rubric_path).values():
-        grade_id = test_cell_grade_id(part.id)
+        grade_id = grade_id_for_part(part.id)
         cell = v4.new_code_cell(test_cell_source(part.id, part.title, part.points))
         cell["id"] = grade_id.replace("_", "-")
         cell.metadata["nbgrader"] = {"grade": True, "grade_id": grade_id, "locked": True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.nbgrader import NOTEBOOK_NAME, STUDENT_FILE, test_cell_grade_id
+from autograder.nbgrader import NOTEBOOK_NAME, STUDENT_FILE, grade_id_for_part
 from autograder.spec import PART_IDS
 
 TOLERANCE = 0.005   # the grader rounds points to 2 decimals
@@ -50,7 +50,7 @@ def gradebook_scores(course_dir: Path, assignment: str) -> dict[str, dict[str, f
                 continue
             by_cell = {grade.name: grade.score for grade in notebook.grades}
             for part in PART_IDS:
-                score = by_cell.get(test_cell_grade_id(part))
+                score = by_cell.get(grade_id_for_part(part))
                 parts[part] = None if score is None else float(score)
             scores[submission.student.id] = parts
     return scores

@@ -1,0 +1,241 @@
+"""The nbgrader course round trip with real nbgrader and its real SQLite gradebook:
+init, generate_assignment, three students (correct, wrong in one part, hostile) and one
+without a notebook, autograde, export, generate_feedback, verify."""
+import csv
+import html
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.grade.batch import grade_batch
+from autograder.nbgrader import NOTEBOOK_NAME, STUDENT_FILE, grade_id_for_part
+from autograder.nbgrader.layout import CourseError, init_course
+from autograder.nbgrader.source_notebook import HIDDEN_BEGIN, SKIP_TAG, build_source_notebook
+from autograder.nbgrader.test_cell import part_feedback
+from autograder.release.kit import KIT_ROOT
+from autograder.release.leaks import find_leaks
+from autograder.release.notebook import notebook_leaks
+from autograder.spec import PART_IDS, RUBRIC_PATH, load_rubric
+
+ASSIGNMENT = "cnn_implementation"
+EXAMPLES = KIT_ROOT / "examples" / "submissions"
+BIN = Path(sys.executable).parent
+# The hostile student: a file that tries, from inside the grader's process, to raise its
+# own points, forge a result next to itself and flood stderr; the sandbox grades it as the
+# layer3-downsample-first mistake it also makes.
+HOSTILE_HEADER = '''\
+import sys as _sys
+print("I deserve full marks " * 50, file=_sys.stderr)
+try:
+    import autograder.nbgrader.test_cell as _cell
+    _cell.score_part = lambda part, path=None: 1000.0
+    _cell._graded.clear()
+except Exception:
+    pass
+try:
+    with open("resnet50_skeleton.json", "w") as _forged:
+        _forged.write('{"score": 105}')
+except Exception:
+    pass
+'''
+STUDENTS = {
+    "correct": (EXAMPLES / "correct" / STUDENT_FILE).read_text(encoding="utf-8"),
+    "wrong_q1a": (EXAMPLES / "stride_on_3x3" / STUDENT_FILE).read_text(encoding="utf-8"),
+    "hostile": HOSTILE_HEADER + (EXAMPLES / "layer3_downsample_first" / STUDENT_FILE).read_text(encoding="utf-8"),
+}
+NO_NOTEBOOK = "no_notebook"
+
+
+def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    # nbgrader runs `alembic` from PATH when it creates the gradebook: the venv's bin first.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def kit_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """One course, autograded once; every test below reads it."""
+    root = tmp_path_factory.mktemp("nbgrader")
+    course = root / "course"
+    # From a folder that is not the repo: the installed kit must find everything itself.
+    init = kit_cli(root, "nbgrader", "init", str(course))
+    assert init.returncode == 0, init.stderr
+    generate = nbgrader(course, "generate_assignment", ASSIGNMENT)
+    assert generate.returncode == 0, generate.stdout + generate.stderr
+    released = course / "release" / ASSIGNMENT
+    for student, text in STUDENTS.items():
+        folder = course / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        shutil.copy(released / NOTEBOOK_NAME, folder / NOTEBOOK_NAME)
+        shutil.copy(released / "vgg.py", folder / "vgg.py")
+        (folder / STUDENT_FILE).write_text(text, encoding="utf-8")
+    lone = course / "submitted" / NO_NOTEBOOK / ASSIGNMENT
+    lone.mkdir(parents=True)
+    (lone / STUDENT_FILE).write_text(STUDENTS["correct"], encoding="utf-8")
+    autograde = nbgrader(course, "autograde", ASSIGNMENT)
+    # The student without a notebook is an error for nbgrader (exit 1); the others are graded.
+    (course / "autograde.log").write_text(autograde.stdout + autograde.stderr, encoding="utf-8")
+    return course
+
+
+@pytest.fixture(scope="module")
+def cli_results(course, tmp_path_factory):
+    """What `python -m autograder grade` gives the same files (student -> results JSON)."""
+    folder = tmp_path_factory.mktemp("cli") / "submissions"
+    for student, text in STUDENTS.items():
+        (folder / student).mkdir(parents=True)
+        (folder / student / STUDENT_FILE).write_text(text, encoding="utf-8")
+    results = grade_batch(folder, folder.parent / "out", jobs=2, progress=False, log=lambda *_: None)
+    return {r["extra_data"]["student"]: r for r in results}
+
+
+def gradebook_parts(course: Path) -> dict[str, dict[str, float]]:
+    from nbgrader.api import Gradebook, MissingEntry
+    found = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for submission in gb.find_assignment(ASSIGNMENT).submissions:
+            try:
+                notebook = gb.find_submission_notebook(Path(NOTEBOOK_NAME).stem, ASSIGNMENT, submission.student.id)
+            except MissingEntry:
+                continue
+            found[submission.student.id] = {g.name: g.score for g in notebook.grades}
+    return found
+
+
+# ---- the source notebook and init, without nbgrader running ----------------------------
+
+def test_source_notebook_has_one_hidden_test_cell_per_rubric_part_with_its_points():
+    nb = build_source_notebook(KIT_ROOT / "solutions" / NOTEBOOK_NAME)
+    graded = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"}
+    rubric = load_rubric(RUBRIC_PATH)
+    assert sorted(graded) == sorted(grade_id_for_part(p) for p in PART_IDS)
+    for part in PART_IDS:
+        cell = graded[grade_id_for_part(part)]
+        assert cell.metadata["nbgrader"]["points"] == rubric[part].points
+        assert cell.metadata["nbgrader"]["locked"] is True
+        assert HIDDEN_BEGIN in cell.source and f"score_part({part!r})" in cell.source
+    assert sum(c.metadata["nbgrader"]["points"] for c in graded.values()) == 105
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    tagged = {t for c in nb.cells if SKIP_TAG in c.metadata.get("tags", []) for t in c.metadata["tags"]}
+    # Autograde downloads nothing, trains nothing, never imports the student's file in the kernel.
+    assert {"kit:data", "kit:vgg-train", "kit:resnet-train", "kit:q1-check", "kit:resnet-build",
+            "kit:submission"} <= tagged
+
+
+def test_init_refuses_an_existing_course_and_force_rewrites_only_the_kits_files(tmp_path):
+    course = tmp_path / "course"
+    init_course(course)
+    assert (course / "source" / ASSIGNMENT / STUDENT_FILE).read_text() == (KIT_ROOT / STUDENT_FILE).read_text()
+    assert (course / "source" / ASSIGNMENT / STUDENT_FILE).read_text() != \
+        (KIT_ROOT / "solutions" / STUDENT_FILE).read_text()
+    with pytest.raises(CourseError, match="already holds an nbgrader course"):
+        init_course(course)
+    (course / "gradebook.db").write_text("the TA's gradebook")
+    (course / "source" / ASSIGNMENT / NOTEBOOK_NAME).write_text("edited by hand")
+    init_course(course, force=True)
+    assert (course / "gradebook.db").read_text() == "the TA's gradebook"
+    assert json.loads((course / "source" / ASSIGNMENT / NOTEBOOK_NAME).read_text())["cells"]
+    with pytest.raises(CourseError, match="assignment name"):
+        init_course(tmp_path / "other", assignment="../escape")
+    refused = kit_cli(tmp_path, "nbgrader", "init", str(course))
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
+
+
+def test_part_feedback_keeps_only_the_parts_checks():
+    result = {"extra_data": {"status": "ok", "parts": {"Q1a": 4.0}},
+              "tests": [{"name": "Q1a structure", "score": 4.0, "max_score": 8.0, "output": "- a\n- b"},
+                        {"name": "Q1b structure", "score": 8.0, "max_score": 8.0, "output": "correct"}]}
+    assert part_feedback(result, "Q1a") == "Q1a structure: 4/8\n  - a\n  - b"
+
+
+# ---- the round trip ------------------------------------------------------------------
+
+def test_release_leaks_no_solution_no_hidden_test_no_output(course):
+    released = course / "release" / ASSIGNMENT
+    assert sorted(p.name for p in released.iterdir()) == sorted([NOTEBOOK_NAME, STUDENT_FILE, "vgg.py"])
+    student_nb = nbformat.read(released / NOTEBOOK_NAME, as_version=4)
+    solved_nb = nbformat.read(KIT_ROOT / "solutions" / NOTEBOOK_NAME, as_version=4)
+    assert notebook_leaks(student_nb, solved_nb) == []
+    text = (released / NOTEBOOK_NAME).read_text(encoding="utf-8")
+    for secret in ("HIDDEN TESTS", "score_part", "autograder.nbgrader", "TA notes", "14,750,730 parameters;"):
+        assert secret not in text, secret
+    skeleton = (released / STUDENT_FILE).read_text(encoding="utf-8")
+    solved = (KIT_ROOT / "solutions" / STUDENT_FILE).read_text(encoding="utf-8")
+    assert find_leaks(skeleton, solved, STUDENT_FILE) == []
+    assert skeleton == (KIT_ROOT / STUDENT_FILE).read_text(encoding="utf-8")
+
+
+def test_autograde_grades_every_student_and_keeps_the_handed_in_file(course):
+    log = (course / "autograde.log").read_text(encoding="utf-8")
+    for student, text in STUDENTS.items():
+        graded = course / "autograded" / student / ASSIGNMENT
+        assert (graded / NOTEBOOK_NAME).is_file(), log[-3000:]
+        assert (graded / STUDENT_FILE).read_text(encoding="utf-8") == text   # not the instructor's copy
+    assert "data" not in {p.name for p in (course / "autograded" / "correct" / ASSIGNMENT).iterdir()}
+
+
+def test_gradebook_per_part_scores_equal_the_cli(course, cli_results):
+    book = gradebook_parts(course)
+    for student in STUDENTS:
+        cli_parts = cli_results[student]["extra_data"]["parts"]
+        for part in PART_IDS:
+            assert book[student][grade_id_for_part(part)] == pytest.approx(cli_parts[part], abs=0.005), \
+                (student, part)
+    assert all(v == 20 or v == 25 for k, v in cli_results["correct"]["extra_data"]["parts"].items())
+    wrong = cli_results["wrong_q1a"]["extra_data"]["parts"]
+    assert wrong["Q1a"] < 20 and [wrong[p] for p in PART_IDS[1:]] == [20, 25, 20, 20]
+    assert cli_results["hostile"]["extra_data"]["parts"]["Q2b"] < 20   # its tampering changed nothing
+
+
+def test_export_gives_totals_out_of_105(course, cli_results):
+    result = nbgrader(course, "export")
+    assert result.returncode == 0, result.stderr
+    with open(course / "grades.csv", newline="") as f:
+        rows = {row["student_id"]: row for row in csv.DictReader(f)}
+    for student in STUDENTS:
+        assert float(rows[student]["max_score"]) == 105
+        assert float(rows[student]["score"]) == pytest.approx(cli_results[student]["score"], abs=0.02)
+
+
+def test_feedback_shows_the_clis_per_check_messages(course, cli_results):
+    result = nbgrader(course, "generate_feedback", ASSIGNMENT)
+    assert result.returncode == 0, result.stderr
+    page = (course / "feedback" / "wrong_q1a" / ASSIGNMENT / "CNN_Implementation.html").read_text(encoding="utf-8")
+    messages = [line.lstrip("- ") for test in cli_results["wrong_q1a"]["tests"] if test["output"] != "correct"
+                for line in test["output"].splitlines()]
+    assert messages
+    for message in messages:
+        assert html.escape(message, quote=False) in page or html.escape(message) in page, message
+
+
+def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
+    result = kit_cli(course.parent, "nbgrader", "verify", str(course), "--quiet")
+    lines = result.stdout.splitlines()
+    # Only the student whose notebook is missing differs: nbgrader graded nothing for them.
+    assert [line.split(":")[0] for line in lines[:-1]] == [NO_NOTEBOOK], result.stdout + result.stderr
+    assert "was not handed in" in lines[0] and "the CLI gives 105" in lines[0]
+    assert result.returncode == 1
+    with sqlite3.connect(course / "gradebook.db") as db:
+        changed = db.execute(
+            "UPDATE grade SET auto_score = 20 WHERE cell_id IN (SELECT id FROM base_cell WHERE name = ?) "
+            "AND notebook_id IN (SELECT sn.id FROM submitted_notebook sn JOIN submitted_assignment sa "
+            "ON sn.assignment_id = sa.id WHERE sa.student_id = ?)", (grade_id_for_part("Q1a"), "wrong_q1a")).rowcount
+    assert changed == 1
+    tampered = kit_cli(course.parent, "nbgrader", "verify", str(course), "--quiet")
+    assert tampered.returncode == 1
+    assert any(line.startswith("wrong_q1a: Q1a: gradebook 20, the CLI ") for line in tampered.stdout.splitlines()), \
+        tampered.stdout
