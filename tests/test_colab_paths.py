@@ -2,7 +2,8 @@
 
 Colab's session storage (/content) is wiped when the runtime ends. With MOUNT_DRIVE = True the
 notebook must work in the Drive folder itself (never on a copy in /content), say where the
-student's file is, and hand submission.zip to the browser with google.colab.files.download.
+student's file is, and hand the file to submit, resnet50_skeleton.py itself, to the browser with
+google.colab.files.download (submission.zip is only a convenience copy, written but not downloaded).
 The cells are executed from the solved notebook by tag, never copied here.
 """
 from __future__ import annotations
@@ -186,15 +187,50 @@ def test_without_drive_colab_says_the_session_storage_is_wiped(machine, colab, c
 
 # ---- the submission cell on Colab -----------------------------------------------------------------
 
-def test_the_submission_cell_writes_the_zip_on_drive_and_downloads_it(machine, colab, capsys):
+def submission_namespace(drive: bool) -> dict:
+    ns = run_cells({}, "kit:workspace", "kit:setup", replace=MOUNT if drive else None)
+    from autograder.check import check_model, check_residual_block, mismatch_summary
+    ns.update(check_model=check_model, check_residual_block=check_residual_block, mismatch_summary=mismatch_summary)
+    return ns
+
+
+def test_the_submission_cell_downloads_the_py_itself_and_keeps_the_zip_on_drive(machine, colab, capsys):
     kit_files(machine.drive_dir)
     fake = colab()
-    ns = run_cells({}, "kit:workspace", "kit:setup", replace=MOUNT)
-    from autograder.check import check_model, check_residual_block
-    ns.update(check_model=check_model, check_residual_block=check_residual_block)
-    run_cells(ns, "kit:submission")
-    assert fake.downloads == ["submission.zip"]
+    run_cells(submission_namespace(drive=True), "kit:submission")
+    assert fake.downloads == ["resnet50_skeleton.py"]           # the file to hand in, name unchanged
+    assert Path(fake.downloads[0]).resolve() == machine.drive_dir / "resnet50_skeleton.py"
     with zipfile.ZipFile(machine.drive_dir / "submission.zip") as zf:
         assert zf.namelist() == ["resnet50_skeleton.py"]
     assert files_in(machine.content) == []
-    assert "your model matches the slide table at every check" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "your model matches the slide table at every check" in out
+    hand_in = next(line for line in out.splitlines() if line.startswith("HAND IN:"))
+    assert str(machine.drive_dir / "resnet50_skeleton.py") in hand_in and "report (PDF)" in hand_in
+    assert "zip" not in hand_in
+    assert "convenience copy" in out and "do not hand in the zip" in out
+
+
+def test_the_submission_cell_without_drive_downloads_the_py_from_the_session(machine, colab, capsys):
+    kit_files(machine.content)
+    fake = colab()
+    run_cells(submission_namespace(drive=False), "kit:submission")
+    assert fake.downloads == ["resnet50_skeleton.py"]
+    assert (machine.content / "submission.zip").is_file()
+    assert "HAND IN: " + str(machine.content / "resnet50_skeleton.py") in capsys.readouterr().out
+
+
+def test_the_submission_cell_off_colab_says_what_to_hand_in_and_downloads_nothing(machine, capsys):
+    kit_files(machine.content)
+    run_cells(submission_namespace(drive=False), "kit:submission")
+    out = capsys.readouterr().out
+    assert "HAND IN: " + str(machine.content / "resnet50_skeleton.py") in out
+    assert f"{machine.content / 'resnet50_skeleton.py'} is ready" in out
+
+
+def test_the_submission_text_names_the_py_and_the_report_not_the_zip():
+    cells = json.loads(SOLVED_NB.read_text(encoding="utf-8"))["cells"]
+    markdown = next("".join(c["source"]) for c in cells
+                    if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## 6. Submission"))
+    assert "`resnet50_skeleton.py` itself" in markdown and "report (PDF)" in markdown
+    assert "convenience copy" in markdown and "not the zip" in markdown

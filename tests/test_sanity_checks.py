@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from autograder.check import (FixBeforeTraining, check_model, check_residual_block, count_parameters,
-                              stop_before_training)
+                              mismatch_summary, stop_before_training)
 from autograder.check.report import CheckReport, print_reference_table
 from autograder.spec.public import load_public_table
 
@@ -221,6 +221,81 @@ def test_shape_keeping_q2_mistakes_show_at_their_block(old, new, bad):
         assert report.problems[0].startswith(f"{bad[0]} gives ")
 
 
+LAYER4_FIRST = "            ResidualBlock(512, 256, 1024, False),\n"
+LAYER2 = ("            ResidualBlock(64, 64, 256, False),  ### BLANKS Q2: the arguments of layer2's first ResidualBlock\n"
+          "            ResidualBlock(256, 64, 256, False),  ### BLANKS Q2: the arguments of layer2's second ResidualBlock\n"
+          "            ResidualBlock(256, 64, 256, True),  ### BLANKS Q2: the arguments of layer2's third ResidualBlock\n")
+
+
+def labels(problems: list[str]) -> list[str]:
+    return [p.split()[0].rstrip(":") for p in problems]
+
+
+def test_one_wrong_block_is_the_one_place_to_fix_and_the_rest_follow_from_it():
+    """layer4[0] halving the map: every later row is ✗ and the forward pass stops, but only
+    layer4[0] had an input of the expected size."""
+    model = module_from(variant(LAYER4_FIRST, "            ResidualBlock(512, 256, 1024, True),\n"))["ResNet50_layer4"]()
+    report = check_model(model)
+    assert len(report.problems) == 10                        # the honest count: every ✗ and the stop
+    assert labels(report.places_to_fix) == ["layer4[0]"]
+    assert labels(report.follow_on) == [f"layer4[{i}]" for i in range(1, 6)] + ["layer4", "avgpool", "fc", "the"]
+    summary = report.lines[-1]
+    assert summary.startswith("✗ the model does not match the table in 10 places; start with the first, "
+                              "layer4[0] gives 1024 x 1 x 1 where the table implies 1024 x 2 x 2")
+    assert summary.endswith("the other 9 only follow from it")
+    with pytest.raises(FixBeforeTraining) as caught:
+        stop_before_training(report, "Your ResNet50_layer4", "fix it")
+    assert "in 10 places; start with the first, layer4[0] gives" in str(caught.value)
+
+
+@pytest.mark.parametrize("old, new, to_fix, follow", [
+    # layer2 downsamples first: layer2[1] only got a small map; layer2[2] (plain now) gives the right size
+    (LAYER2, blocks_text((64, 64, 256, True), (256, 64, 256, False), (256, 64, 256, False)),
+     ["layer2[0]"], ["layer2[1]"]),
+    # the stem's conv without padding: everything after it follows
+    ("nn.Conv2d(3, 64, 7, 2, 3),", "nn.Conv2d(3, 64, 7, 2, 0),", ["Conv2d"], None),
+    # a max pool without stride: from there on every size is off
+    ("nn.MaxPool2d(3, 2, 1),", "nn.MaxPool2d(3, 1, 1),", ["MaxPool2d"], None),
+    # fc with the wrong input size: the forward pass stops at fc, which is the place itself
+    ("self.fc = nn.Linear(1024, num_classes)", "self.fc = nn.Linear(512, num_classes)",
+     ["fc"], ["the", "14,745,610"]),   # the parameter count changes with the same mistake
+])
+def test_the_places_to_fix_are_rows_whose_own_input_was_right(old, new, to_fix, follow):
+    report = check_model(module_from(variant(old, new))["ResNet50_layer4"]())
+    assert labels(report.places_to_fix) == to_fix, report.problems
+    if follow is not None:
+        assert labels(report.follow_on) == follow
+    else:
+        assert len(report.follow_on) == len(report.problems) - 1 >= 3
+    assert set(report.places_to_fix) | set(report.follow_on) == set(report.problems)
+
+
+def test_two_separate_mistakes_are_two_places_to_fix(reference):
+    source = variant(LAYER2, blocks_text((64, 64, 256, True), (256, 64, 256, False), (256, 64, 256, False)))
+    source = variant(LAYER4_FIRST, "            ResidualBlock(512, 256, 1024, True),\n", source)
+    report = check_model(module_from(source)["ResNet50_layer4"]())
+    assert labels(report.places_to_fix) == ["layer2[0]", "layer4[0]"]
+    assert report.lines[-1].endswith(f"start with the first, {report.places_to_fix[0]}; 2 are places to fix, "
+                                     f"the other {len(report.problems) - 2} follow from those")
+
+
+def test_a_parameter_count_of_its_own_is_a_place_to_fix(reference):
+    model = reference["ResNet50_layer4"]()
+    model.layer1[1] = nn.Sequential(nn.BatchNorm2d(64), nn.Conv2d(64, 64, 1))   # keeps every size
+    report = check_model(model)
+    assert [p for p in report.places_to_fix if "parameters" in p] and not report.follow_on
+
+
+def test_the_submission_summary_adds_q1_and_the_model(reference):
+    q1 = CheckReport(problems=["downsample=False, conv 2 of layer: 3x3 conv -> 8 x 4 x 4 where the table implies 3x3 conv -> 8 x 8 x 8"])
+    model = module_from(variant(LAYER4_FIRST, "            ResidualBlock(512, 256, 1024, True),\n"))["ResNet50_layer4"]()
+    sentence = mismatch_summary("Your model", [q1, check_model(model)])
+    assert sentence.startswith("Your model does not match the table in 11 places; start with the first, "
+                               "downsample=False, conv 2")
+    assert "2 are places to fix, the other 9 follow from those" in sentence
+    assert mismatch_summary("Your model", [CheckReport(), CheckReport()]) == "Your model matches the table"
+
+
 def test_missing_and_extra_blocks_get_rows_of_their_own(reference):
     model = reference["ResNet50_layer4"]()
     model.layer4 = nn.Sequential(*list(model.layer4)[:5])
@@ -307,12 +382,15 @@ def test_no_problem_lets_the_notebook_go_on():
 
 
 def test_a_mismatch_stops_with_one_sentence_and_no_stack_trace():
-    report = CheckReport(problems=["layer3[0] gives 512 x 2 x 2 where the table implies 512 x 4 x 4",
-                                   "layer3[1] gives 512 x 2 x 2 where the table implies 512 x 4 x 4"])
+    follower = "layer3[1] gives 512 x 2 x 2 where the table implies 512 x 4 x 4"
+    report = CheckReport(problems=["layer3[0] gives 512 x 2 x 2 where the table implies 512 x 4 x 4", follower],
+                         follow_on=[follower])
     with pytest.raises(FixBeforeTraining) as caught:
         stop_before_training(report, "Your ResNet50_layer4", "fix the rows marked ✗")
     sentence = str(caught.value)
-    assert sentence.startswith("Your ResNet50_layer4 does not match the slide table in 2 places (first: layer3[0]")
+    assert sentence.startswith("Your ResNet50_layer4 does not match the slide table in 2 places; "
+                               "start with the first, layer3[0] gives")
+    assert "the other 1 only follow from it" in sentence
     assert "TRAIN_ANYWAY = True" in sentence and sentence.count(". ") == 0 and sentence.endswith(".")
     assert caught.value._render_traceback_() == [f"✗ {sentence}"]
 

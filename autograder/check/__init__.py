@@ -12,12 +12,12 @@ Safe to ship to students (no solution inside, and only the public table
 """
 from autograder.check.describe import count_parameters, key_diff, observe_sizes
 from autograder.check.gate import FixBeforeTraining, stop_before_training
-from autograder.check.report import CheckReport, check_model, format_key_diff, sanity_report
+from autograder.check.report import CheckReport, check_model, format_key_diff, mismatch_summary, sanity_report
 from autograder.check.residual_block import check_residual_block
 
 __all__ = [
     "count_parameters", "key_diff", "observe_sizes",
     "FixBeforeTraining", "stop_before_training",
-    "CheckReport", "check_model", "format_key_diff", "sanity_report",
+    "CheckReport", "check_model", "format_key_diff", "mismatch_summary", "sanity_report",
     "check_residual_block",
 ]

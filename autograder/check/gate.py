@@ -6,6 +6,8 @@ fix. A student who wants to train anyway sets ``TRAIN_ANYWAY = True``.
 """
 from __future__ import annotations
 
+from autograder.check.report import mismatch_summary
+
 FLAG = "TRAIN_ANYWAY"
 
 
@@ -36,6 +38,6 @@ def stop_before_training(report, subject: str, what_to_fix: str, train_anyway: b
               f"slide table in {places(count)}: its accuracy is not that of the table's model.")
         return
     raise FixBeforeTraining(
-        f"{subject} does not match the slide table in {places(count)} (first: {report.problems[0]}): "
+        f"{mismatch_summary(subject, [report], 'the slide table')}; "
         f"{what_to_fix}, save resnet50_skeleton.py and run this cell again, "
         f"or set {FLAG} = True in the Setup cell to train it as it is.")

@@ -8,7 +8,7 @@ row even when the stage's output size is right.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch.nn as nn
@@ -32,6 +32,7 @@ class Row:
     expected: tuple[int, ...] | None   # None: the table has nothing here (an extra block)
     found: tuple[int, ...] | None      # None: never reached, or not in the model
     missing_text: str = "not reached"  # what "found" says when there is nothing
+    input_ok: bool = True              # False: what came into it already had the wrong size
 
     @property
     def ok(self) -> bool:
@@ -58,10 +59,18 @@ class CheckReport:
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    # The problems that only follow from an earlier wrong size (a row whose input was
+    # already wrong, a forward pass stopped by it): not places to fix of their own.
+    follow_on: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def places_to_fix(self) -> list[str]:
+        """The problems to fix, in the order the image goes through the model."""
+        return [p for p in self.problems if p not in self.follow_on] or self.problems[:1]
 
     @property
     def text(self) -> str:
@@ -136,7 +145,43 @@ def model_rows(model: nn.Module, table: PublicTable | None = None) -> tuple[list
     for label, what, expected, module, absent in plan:
         missing_text = absent if module is None else "not reached"
         rows.append(Row(label, what, expected, sizes.get(label), missing_text))
-    return rows, error
+    return _with_inputs_checked(rows), error
+
+
+def _with_inputs_checked(rows: list[Row]) -> list[Row]:
+    """Mark each row whose input already had the wrong size. The image flows through the
+    stages in order and, inside a stage, through its indented rows (stem layers, blocks)
+    one after the other; a stage's own row only sums up its indented rows, so a ✗ among
+    them already explains it."""
+    checked: list[Row] = []
+    flow_ok, i = True, 0
+    while i < len(rows):
+        stage, inner = rows[i], []
+        i += 1
+        while i < len(rows) and rows[i].label.startswith(" "):
+            inner.append(rows[i])
+            i += 1
+        came_in_ok = flow_ok
+        for row in inner:
+            inner_checked = replace(row, input_ok=came_in_ok)
+            came_in_ok = row.ok
+            checked.append(inner_checked)
+        checked.insert(len(checked) - len(inner), replace(stage, input_ok=flow_ok and all(r.ok for r in inner)))
+        flow_ok = stage.ok
+    return checked
+
+
+def _flow_order(rows: list[Row]) -> list[Row]:
+    """The rows in the order the image reaches them: a stage's inner rows before its own."""
+    ordered, stage = [], None
+    for row in rows:
+        if row.label.startswith(" "):
+            ordered.append(row)
+            continue
+        if stage is not None:
+            ordered.append(stage)
+        stage = row
+    return ordered + ([stage] if stage is not None else [])
 
 
 def format_key_diff(missing, unexpected, mismatched, limit: int = 12) -> str:
@@ -176,11 +221,19 @@ def check_model(model: nn.Module, checkpoint_state_dict=None, table: PublicTable
         what = row.what if len(row.what) <= what_width else row.what[:what_width - 3] + "..."
         report.lines.append(f"{row.label:<{label_width}}  {what:<{what_width}}  {row.expected_text():>14}"
                             f"  {row.found_text():>14}  {OK if row.ok else BAD}")
+    for row in _flow_order(rows):
         if not row.ok:
             report.problems.append(row.problem())
+            if not row.input_ok:
+                report.follow_on.append(row.problem())
     if error is not None:
         report.lines.append(f"{BAD} the forward pass stopped: {type(error).__name__}: {error}")
-        report.problems.append(f"the forward pass stopped with {type(error).__name__}")
+        stopped = f"the forward pass stopped with {type(error).__name__}"
+        report.problems.append(stopped)
+        # The row where it stopped (the first one not reached) already counts this place.
+        if any(r.found is None and r.expected is not None and r.missing_text == "not reached" for r in rows):
+            report.follow_on.append(stopped)
+    row_problems = len(report.problems)
     params = count_parameters(model)
     mark = OK if params == table.parameters else BAD
     report.lines.append(f"parameters: {params:,} (table: {table.parameters:,}) {mark}")
@@ -197,12 +250,39 @@ def check_model(model: nn.Module, checkpoint_state_dict=None, table: PublicTable
         if missing or unexpected or mismatched:
             report.problems.append(f"the checkpoint's keys do not fit ({len(missing)} missing, "
                                    f"{len(unexpected)} unexpected, {len(mismatched)} wrong shape)")
+    # The counts are totals that point nowhere: where a row is wrong, that row is the place to
+    # fix (a wrong channel count changes the sizes and the counts alike).
+    row_places = [p for p in report.problems[:row_problems] if p not in report.follow_on]
+    if row_places:
+        report.follow_on += report.problems[row_problems:]
     if report.problems:
-        count = len(report.problems)
-        report.lines.append(f"{BAD} {count} place{'s' if count != 1 else ''} where the model does not match the table")
+        report.lines.append(f"{BAD} {mismatch_summary('the model', [report])}")
     else:
         report.lines.append(f"{OK} every row matches the slide table")
     return report
+
+
+def places(count: int) -> str:
+    return f"{count} place{'s' if count != 1 else ''}"
+
+
+def mismatch_summary(subject: str, reports, table: str = "the table") -> str:
+    """One sentence for the ✗ of several reports: the honest count, the first place to fix,
+    and how many of the others only follow from a wrong size before them."""
+    problems = [p for report in reports for p in report.problems]
+    to_fix = [p for report in reports if report.problems for p in report.places_to_fix]
+    if not problems:
+        return f"{subject} matches {table}"
+    sentence = f"{subject} does not match {table} in {places(len(problems))}"
+    if len(problems) == 1:
+        return f"{sentence}: {problems[0]}"
+    sentence += f"; start with the first, {to_fix[0]}"
+    follow = len(problems) - len(to_fix)
+    if len(to_fix) == 1:
+        return f"{sentence}; the other {follow} only follow from it"
+    if follow:
+        return f"{sentence}; {len(to_fix)} are places to fix, the other {follow} follow from those"
+    return sentence
 
 
 def sanity_report(model: nn.Module, checkpoint_state_dict=None, table: PublicTable | None = None) -> str:
