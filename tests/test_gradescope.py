@@ -55,6 +55,13 @@ for pid in (1, os.getppid()):
     except OSError as exc:
         print("no /proc environ", pid, exc)
 for target in {results_paths!r}:
+    folder = os.path.dirname(target)
+    try:   # rename results/ away and plant a new one
+        os.rename(folder, folder + "-moved")
+        os.mkdir(folder)
+        print("WROTE", folder)
+    except OSError as exc:
+        print("could not move", folder, exc)
     for attempt in (lambda: open(target, "w").write('{{"score": 1000, "output": "{FORGED}"}}'),
                     lambda: os.replace(__file__, target)):
         try:
@@ -121,6 +128,7 @@ def run_autograder(kit_dir: Path, case: str, *options: str) -> dict:
     results_dir = root / "results"
     text = (results_dir / "results.json").read_text(encoding="utf-8")
     leftovers = sorted(p.name for p in results_dir.iterdir() if p.name != "results.json")
+    leftovers += sorted(p.name for p in root.iterdir() if p.name not in ("results", "submission"))
     shutil.rmtree(root, ignore_errors=True)
     return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "text": text,
             "results": json.loads(text), "seconds": seconds, "leftovers": leftovers, "root": str(root)}

@@ -4,8 +4,9 @@
 2. Copy it into a private folder (mode 0700, outside results/) and grade that
    folder with ``grade_batch``: the CLI's own code, rubric, feedback and statuses.
 3. Write ``$AUTOGRADER_ROOT/results/results.json`` ourselves, atomically, after
-   every student process is gone. Student code runs as another user (or without
-   capabilities) and never sees a path it could write the results to.
+   every student process is gone. While student code runs, results/ belongs to
+   a guard uid that the sandboxed child (nobody, or uid 0 without capabilities)
+   can neither write nor chmod.
 
 Stdout is for the staff (Gradescope keeps it in results/stdout): it says which
 sandbox layers held. Exit 0 whenever results.json was written.
@@ -17,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -34,6 +36,8 @@ CONFIG_NAME = "gradescope.json"   # written into the zip by ``python -m autograd
 KIT_ROOT = Path(__file__).resolve().parents[2]
 STUDENT = "submission"            # one student per container: the name only shows in extra_data
 DEFAULTS = {"visibility": "visible", "timeout_s": 60.0, "memory_mb": 4096}
+# Owner of results/ while student code runs: neither root nor the sandbox's nobody (65534).
+GUARD_UID = 65533
 
 
 def load_config(kit_root: Path = KIT_ROOT) -> dict:
@@ -96,12 +100,33 @@ def grade_submission(root: Path, timeout_s: float, memory_mb: int, disable=()) -
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _protect_results_dir(results_dir: Path) -> None:
-    """results/ belongs to this user, and no one else may write it; a results.json
-    left from before is removed so a crash can never leave a stale (or planted) file."""
+@contextlib.contextmanager
+def results_dir_locked(results_dir: Path):
+    """While student code runs, results/ (and the folder holding it, so it cannot be
+    renamed away and replaced) is writable by no one but root with its capabilities.
+
+    The sandbox drops the child to nobody, or (when nobody cannot read Python)
+    keeps uid 0 without capabilities. Owned by GUARD_UID, the folders are then
+    neither writable nor chmod-able by the child, whichever of the two it is.
+    A results.json left from before is removed first, so a crash never leaves
+    a stale (or planted) file behind.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(results_dir, 0o755)
     (results_dir / "results.json").unlink(missing_ok=True)
+    os.chmod(results_dir, 0o755)
+    locked = []
+    try:
+        if os.geteuid() == 0:
+            for folder in (results_dir.parent, results_dir):
+                before = os.stat(folder)
+                os.chown(folder, GUARD_UID, GUARD_UID)
+                locked.append((folder, before))
+                os.chmod(folder, before.st_mode & 0o755)   # chown may clear nothing, but no group/other write
+        yield
+    finally:
+        for folder, before in reversed(locked):
+            os.chown(folder, before.st_uid, before.st_gid)
+            os.chmod(folder, stat.S_IMODE(before.st_mode))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,11 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(os.environ.get("AUTOGRADER_ROOT") or "/autograder")
     results_dir = root / "results"
     start = time.monotonic()
-    _protect_results_dir(results_dir)
-
     try:
-        results, feedback, seen, found = grade_submission(root, args.timeout, args.memory_mb,
-                                                          args.disable_layer)
+        with results_dir_locked(results_dir):
+            results, feedback, seen, found = grade_submission(root, args.timeout, args.memory_mb,
+                                                              args.disable_layer)
     except Exception as exc:   # noqa: BLE001 -- the student still gets a results file that says so
         traceback.print_exc(file=sys.stdout)
         message = (f"the autograder itself failed ({type(exc).__name__}: {exc}); this is not your "
