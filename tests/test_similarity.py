@@ -317,6 +317,58 @@ def test_heatmap_order_keeps_a_cluster_together(teaching):
     assert abs(order.index("copy_hana") - order.index("copy_ivan")) == 1
 
 
+# ---- names the plot's font cannot draw -------------------------------------------------
+
+UNICODE_NAMES = {"canonical_ana": "김철수_2024", "canonical_ben": "이영희_2024", "kwargs_chen": "José_Müller",
+                 "listcomp_dara": "王芳"}
+
+
+def unicode_class() -> dict[str, str]:
+    files = teaching_class()
+    for old, new in UNICODE_NAMES.items():
+        files[new] = files.pop(old)
+    return files
+
+
+def test_a_unicode_named_class_gets_a_heatmap_without_glyph_warnings(tmp_path):
+    write_class(tmp_path / "subs", unicode_class())
+    done = similarity(tmp_path / "subs", "--out", tmp_path / "out", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "Glyph" not in done.stderr and "missing from" not in done.stderr, done.stderr
+    assert (tmp_path / "out" / "similarity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from autograder.similarity.report import _plot_font_charmap, heatmap_labels
+    charmap = _plot_font_charmap()
+    labels = heatmap_labels(list(unicode_class()))
+    assert labels["José_Müller"] == "José_Müller"            # the default font draws Latin accents
+    md = (tmp_path / "out" / "similarity.md").read_text(encoding="utf-8")
+    for name in ("김철수_2024", "이영희_2024", "王芳"):
+        if all(ord(ch) in charmap for ch in name):            # a machine with a CJK font: the name itself
+            assert labels[name] == name
+        else:                                                 # a short label, explained in similarity.md
+            assert re.fullmatch(r"#\d+", labels[name])
+            assert f"| {labels[name]} | {name} |" in md
+    assert "| José_Müller |" not in md.split("## Labels on similarity.png")[-1].split("## Listed")[0]
+
+
+def test_heatmap_labels_are_stable_and_follow_the_fonts_charmap(monkeypatch):
+    import autograder.similarity.report as report
+    names = ["zed", "김철수_2024", "amy", "이영희_2024"]
+    monkeypatch.setattr(report, "_plot_font_charmap", lambda: {ord(c) for c in "abcdefghijklmnopqrstuvwxyz_0123456789"})
+    labels = report.heatmap_labels(names)
+    # numbered by place among the sorted names, whatever order they come in
+    assert labels == {"amy": "amy", "zed": "zed", "김철수_2024": "#3", "이영희_2024": "#4"}
+    assert report.heatmap_labels(list(reversed(names))) == labels
+    hangul = {ord(c) for c in "김철수이영희"}
+    monkeypatch.setattr(report, "_plot_font_charmap",
+                        lambda: {ord(c) for c in "abcdefghijklmnopqrstuvwxyz_0123456789"} | hangul)
+    assert report.heatmap_labels(names)["김철수_2024"] == "김철수_2024"
+
+
+def test_every_name_drawable_means_no_label_section(teaching):
+    _, report = teaching
+    assert "## Labels on similarity.png" not in report.files[1].read_text(encoding="utf-8")
+
+
 # ---- the command line ----------------------------------------------------------------
 
 def similarity(*args) -> subprocess.CompletedProcess:

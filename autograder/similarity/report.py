@@ -126,6 +126,16 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
                 lines.append("")
             if len(pair.fragments) > FRAGMENTS_SHOWN:
                 lines += [f"... and {len(pair.fragments) - FRAGMENTS_SHOWN} more fragment(s).", ""]
+    if heatmap_names_students(len(compared)):
+        numbered = {n: label for n, label in heatmap_labels([s.student for s in compared]).items()
+                    if label != clean_text(n)}
+        if numbered:
+            lines += ["## Labels on similarity.png", "",
+                      "The plot's font cannot draw these names, so the heatmap shows a number instead:", "",
+                      "| label | student |", "|---|---|"]
+            lines += [f"| {label} | {_md(name)} |"
+                      for name, label in sorted(numbered.items(), key=lambda item: int(item[1][1:]))]
+            lines.append("")
     if listed:
         lines += ["## Listed, not compared", "", "| student | why |", "|---|---|"]
         lines += [f"| {_md(s.student)} | {s.skipped}: {_md(s.detail)} |" for s in listed]
@@ -156,6 +166,30 @@ def cluster_order(names: list[str], pairs: list[PairScore]) -> list[str]:
     return [name for group in groups for name in group]
 
 
+def _plot_font_charmap() -> set[int]:
+    """The code points the font matplotlib picks for the heatmap's labels can draw."""
+    from matplotlib import font_manager, rcParams
+    from matplotlib.ft2font import FT2Font
+    path = font_manager.findfont(font_manager.FontProperties(family=rcParams["font.family"]))
+    return set(FT2Font(path).get_charmap())
+
+
+def heatmap_labels(names: list[str]) -> dict[str, str]:
+    """Each student's label on the heatmap: the name where the plot's font can draw every
+    character of it, otherwise "#n", n its place among the names sorted (the same for the
+    same class, whatever the scores); similarity.md lists what each "#n" stands for."""
+    charmap = _plot_font_charmap()
+    labels = {}
+    for number, name in enumerate(sorted(names), 1):
+        shown = clean_text(name)
+        labels[name] = shown if shown and all(ord(ch) in charmap for ch in shown) else f"#{number}"
+    return labels
+
+
+def heatmap_names_students(count: int) -> bool:
+    return 2 <= count <= NAMED_AXES_UP_TO
+
+
 def write_heatmap(out: Path, students: list[StudentFile], pairs: list[PairScore]) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -177,8 +211,9 @@ def write_heatmap(out: Path, students: list[StudentFile], pairs: list[PairScore]
     else:
         image = axes.imshow(matrix, vmin=0, vmax=1, cmap="magma_r", interpolation="nearest")
         figure.colorbar(image, ax=axes, label="similarity score")
-        if len(order) <= NAMED_AXES_UP_TO:
-            labels = [clean_text(n) for n in order]
+        if heatmap_names_students(len(order)):
+            shown = heatmap_labels(order)   # no name in glyphs the font lacks (empty boxes)
+            labels = [shown[n] for n in order]
             axes.set_xticks(range(len(order)), labels, rotation=90, fontsize=7)
             axes.set_yticks(range(len(order)), labels, fontsize=7)
         else:
