@@ -374,3 +374,20 @@ def test_cold_seconds_per_submission(runs):
           f"(execution_time {runs['correct']['results']['execution_time']:.1f} s)")
     # The goal is 10 s on an idle 2-core machine; the bound here leaves room for a shared one.
     assert seconds < 120
+
+
+# ---------------------------------------------------------------- the student zip's README
+
+def test_student_bundle_readme_says_how_to_work_and_leaks_nothing():
+    from autograder.release.answer_key import kit_answer_key, scan_file
+    from autograder.release.bundle import bundle_contents, bundle_problems
+
+    contents = dict(bundle_contents())
+    readme = contents["README.md"].decode("utf-8")
+    for needed in ("Colab", "MOUNT_DRIVE", "resnet50_epoch285.ckpt", "vgg16_epoch250.ckpt",
+                   "keep exactly this file name", "report (PDF)", "How it is graded"):
+        assert needed in readme, needed
+    assert bundle_problems(contents=list(contents.items())) == []
+    # The scan reads the README: a blank's answer pasted into it would be caught.
+    key = kit_answer_key(REPO)
+    assert scan_file("README.md", (readme + "\nnn.MaxPool2d(3, 2, 1)\n").encode(), key)
