@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +30,28 @@ def _file_key(path: Path) -> str:
     return hashlib.sha256(data).hexdigest() + ("" if path.is_file() else ":missing")
 
 
+@contextlib.contextmanager
+def _stderr_to_stdout():
+    """Anything a test cell writes to stderr makes nbgrader give it 0 points: while grading,
+    the grader's notes and warnings (Python's and those of its worker processes, which
+    write to file descriptor 2) go to stdout instead."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+        os.dup2(1, 2)
+    except OSError:
+        saved = None
+    try:
+        with contextlib.redirect_stderr(sys.stdout):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def grade_file(path: Path | str = STUDENT_FILE) -> dict:
     """The grader's result (its ``results/<id>.json`` content) for ``path``, graded once."""
     path = Path(path).absolute()
@@ -38,11 +61,8 @@ def grade_file(path: Path | str = STUDENT_FILE) -> dict:
             _graded[key] = {"extra_data": {"status": "missing", "parts": {},
                                            "message": f"{path.name} is not in the submission"}, "tests": []}
             return _graded[key]
-        from autograder.grade.batch import grade_batch
-        with tempfile.TemporaryDirectory(prefix="kit-nbgrader-") as out, \
-                contextlib.redirect_stderr(sys.stdout):
-            # Anything written to stderr in a test cell makes nbgrader give it 0 points:
-            # the grader's own notes go to stdout instead.
+        with tempfile.TemporaryDirectory(prefix="kit-nbgrader-") as out, _stderr_to_stdout():
+            from autograder.grade.batch import grade_batch
             results = grade_batch(path, Path(out) / "grading", jobs=1, progress=False, log=print)
         _graded[key] = results[0]
     return _graded[key]
