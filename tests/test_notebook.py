@@ -458,6 +458,12 @@ def test_train_anyway_trains_both_mistakes_and_the_submission_counts_them(tmp_pa
     assert "ResNet-50: test accuracy after" in _text(_tagged(nb, "kit:resnet-train"))
     submission = _text(_tagged(nb, "kit:submission"))
     assert "Your model does not match the table in 4 places" in submission   # 1 in Q1, 3 in layer3
+    # layer3[0] halves the map too early: layer3[1] and layer3[2] only follow from it
+    assert "; start with the first, downsample=" in submission
+    assert "2 are places to fix, the other 2 follow from those" in submission
+    assert "layer3[1] gives 512 x 2 x 2 where the table implies 512 x 4 x 4  (follows from a wrong size before it)" in submission
+    hand_in = next(line for line in submission.splitlines() if line.startswith("HAND IN:"))
+    assert hand_in.endswith("resnet50_skeleton.py (this file itself, name unchanged) and your 1-page report (PDF).")
     _assert_report_files(work)
 
 
