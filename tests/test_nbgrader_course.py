@@ -239,3 +239,17 @@ def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
     assert tampered.returncode == 1
     assert any(line.startswith("wrong_q1a: Q1a: gradebook 20, the CLI ") for line in tampered.stdout.splitlines()), \
         tampered.stdout
+
+
+def test_verify_names_a_missing_or_unreadable_notebook_and_refuses_a_course_without_gradebook(tmp_path):
+    from autograder.nbgrader.verify import _notebook_problem
+    assert "was not handed in" in _notebook_problem(tmp_path / NOTEBOOK_NAME)
+    (tmp_path / NOTEBOOK_NAME).write_text('{"cells": [', encoding="utf-8")
+    assert "not a readable notebook" in _notebook_problem(tmp_path / NOTEBOOK_NAME)
+    shutil.copy(KIT_ROOT / "CNN_Implementation.ipynb", tmp_path / NOTEBOOK_NAME)
+    assert _notebook_problem(tmp_path / NOTEBOOK_NAME) is None
+    (tmp_path / "submitted" / "alice" / ASSIGNMENT).mkdir(parents=True)
+    result = kit_cli(tmp_path, "nbgrader", "verify", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "gradebook.db does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
