@@ -90,8 +90,8 @@ def test_mistake_loses_points_in_its_part_only(graded, student, losing):
 def test_exact_scores_where_the_rule_is_clear(graded):
     data = results(graded[0])
     # The padding's share of the MaxPool2d arguments (2 points / 3), and the stem's
-    # function (3 points): its map is 7x7, not 8x8.
-    assert parts_of(data["maxpool_padding_0"])["Q2a"] == pytest.approx(25 - 2 / 3 - 3, abs=0.01)
+    # function (2 points): its map is 7x7, not 8x8.
+    assert parts_of(data["maxpool_padding_0"])["Q2a"] == pytest.approx(25 - 2 / 3 - 2, abs=0.01)
     # Two wrong downsample flags (one point each of the 16 argument points) and the outputs (4).
     assert parts_of(data["layer3_downsample_first"])["Q2b"] == 14
     by_check = {t["name"]: t for t in data["stride_on_3x3"]["tests"]}

@@ -195,10 +195,10 @@ UNFINISHED = {   # variant -> (source, the score of each part)
     "f4_avgpool_blank": (blank_out("nn.AvgPool2d(2, 2)", 'nn.AvgPool2d(*blanks(2, "Q2: the AvgPool2d arguments"))'),
                          dict(FULL, Q2a=21)),  # avgpool 2, forward 2
     "f4_stem_conv_blank": (blank_out(STEM_CONV, 'nn.Conv2d(*blanks(5, "Q2: the Conv2d arguments in layer1"))'),
-                           dict(FULL, Q2a=16)),  # stem_conv 4, stem_function 3, forward 2
+                           dict(FULL, Q2a=17)),  # stem_conv 4, stem_function 2, forward 2
     "f4_one_layer2_block_blank": (blank_out("ResidualBlock(256, 64, 256, False),",
                                             'ResidualBlock(*blanks(4, "Q2: the arguments of layer2\'s second ResidualBlock")),'),
-                                  dict(FULL, Q2a=20)),  # 4 of 12 layer2 arguments (3 points), forward 2
+                                  dict(FULL, Q2a=18.33)),  # 4 of 12 layer2 arguments (2.67 points), layer2's output 2, forward 2
     "f4_num_classes_blank": (subs(WITH_HELPERS, ("def __init__(self, num_classes=10):",
                                                  'def __init__(self, num_classes=blank_default("Q2: the default value of num_classes")):'),
                                   ("        super(ResNet50_layer4, self).__init__()\n",

@@ -349,12 +349,15 @@ def test_wrong_variant_loses_points_in_its_part_only(batch, name):
 
 
 @pytest.mark.parametrize("name, q2a", [
-    # Q2a's rubric: stem arguments 4 + 2, stem_function 3, layer2 9 (12 arguments), fc 2,
-    # avgpool 2, forward 2, num_classes 1. A wrong stem argument costs its share of the
+    # Q2a's rubric: stem arguments 4 + 2, stem_function 2, layer2 8 (12 arguments),
+    # layer2_function 2, fc 2, avgpool 2, forward 2, num_classes 1. A wrong stem argument costs its share of the
     # argument check and the stem's function (both modes differ).
-    ("q2a_conv_padding_2", 25 - 4 / 5 - 3), ("q2a_conv_kernel_5", 25 - 4 / 5 - 3),
-    ("q2a_maxpool_stride_1", 25 - 2 / 3 - 3),
-    ("q2a_layer2_downsample_first", 25 - 2 * 9 / 12), ("q2a_fc_in_512", 24), ("q2a_num_classes_100", 24),
+    ("q2a_conv_padding_2", 25 - 4 / 5 - 2), ("q2a_conv_kernel_5", 25 - 4 / 5 - 2),
+    ("q2a_maxpool_stride_1", 25 - 2 / 3 - 2),
+    # two wrong flags of layer2's 12 arguments, and layer2's output on its own input (2)
+    ("q2a_layer2_downsample_first", 25 - 2 * 8 / 12 - 2),
+    # fc: in_features wrong and its output cannot be computed (2 of 4 shares); it follows num_classes
+    ("q2a_fc_in_512", 24), ("q2a_num_classes_100", 24),
 ])
 def test_q2a_scores(batch, name, q2a):
     assert parts(batch[0][name])["Q2a"] == pytest.approx(q2a, abs=0.01)

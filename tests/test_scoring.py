@@ -30,9 +30,10 @@ def graded(report, expectations, rubric):
 def test_rubric_defaults_add_up_to_105(rubric):
     assert [p for p in rubric] == list(PART_IDS)
     assert sum(p.points for p in rubric.values()) == 105
-    # Q2a: 20 points on the 25 blanks, 5 on what the stem and forward() compute (rubric.toml says why)
-    assert rubric["Q2a"].points == 25 and rubric["Q2a"].checks["layer2_blocks"] == 9
-    assert rubric["Q2a"].checks["stem_function"] == 3 and rubric["Q2a"].checks["forward"] == 2
+    # Q2a: 19 points on the 25 blanks, 6 on what the stem, layer2 and forward() compute (rubric.toml says why)
+    assert rubric["Q2a"].points == 25 and rubric["Q2a"].checks["layer2_blocks"] == 8
+    assert rubric["Q2a"].checks["layer2_function"] == 2
+    assert rubric["Q2a"].checks["stem_function"] == 2 and rubric["Q2a"].checks["forward"] == 2
 
 
 @pytest.mark.parametrize("edit, message", [

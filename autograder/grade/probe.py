@@ -72,7 +72,76 @@ def attempt(fn, *args):
 
 
 # ---- blanks left open -------------------------------------------------------------
-OPENED: list[dict] = []   # the blanks the student's code reached, in order
+MAX_BLANKS_KEPT = 50   # distinct open blanks reported per section; the rest are counted
+MAX_BLANK_CALLS = 1000  # past this, a section stops: a loop of blank() calls cannot run out the clock
+
+
+class TooManyBlanks(Exception):
+    pass
+
+
+class BlankInSideBuild(BaseException):
+    """Ends a side build (the real block next to a stand-in) at its first blank."""
+
+
+class OpenedBlanks:
+    """The blanks one section of the probe reached: the first distinct ones in
+    order, and how many calls there were in all (a loop may call blank() 200,000 times)."""
+
+    def __init__(self):
+        self.kept: dict[tuple, None] = {}
+        self.count = 0
+
+    def add(self, text: str, line: int | None) -> None:
+        self.count += 1
+        if len(self.kept) < MAX_BLANKS_KEPT:
+            self.kept.setdefault((text, line), None)
+        if self.count > MAX_BLANK_CALLS:
+            raise TooManyBlanks(f"more than {MAX_BLANK_CALLS} calls to the blank helpers; the grader stopped here")
+
+    def entries(self) -> list[dict]:
+        return [{"text": text, "line": line} for text, line in self.kept]
+
+    def report_into(self, report: dict) -> None:
+        if self.count:
+            report["open_blanks"] = self.entries()
+            report["open_blank_calls"] = self.count
+
+
+_RECORDING: list = [None]   # the OpenedBlanks being filled, or None
+
+
+@contextlib.contextmanager
+def recording_blanks():
+    log, previous = OpenedBlanks(), _RECORDING[0]
+    _RECORDING[0] = log
+    try:
+        yield log
+    finally:
+        _RECORDING[0] = previous
+
+
+@contextlib.contextmanager
+def blanks_unrecorded(log=None):
+    """For code the grader runs on the side, whose blanks are reported elsewhere:
+    the model built with num_classes=7 (counted in a log of its own, so a loop
+    of blanks still stops), or the real block next to a stand-in (``abort``)."""
+    previous, _RECORDING[0] = _RECORDING[0], log if log is not None else OpenedBlanks()
+    try:
+        yield
+    finally:
+        _RECORDING[0] = previous
+
+
+class _AbortAtBlank:
+    def add(self, text, line):
+        raise BlankInSideBuild(text)
+
+
+def side_build_quiet():
+    """The stand-ins' side build of the student's real block: stops at a blank
+    (that block is Q1's to report, and a half-built block has nothing to lend)."""
+    return blanks_unrecorded(_AbortAtBlank())
 
 
 def _caller_line() -> int | None:
@@ -85,7 +154,8 @@ def _caller_line() -> int | None:
 
 
 def _opened(text: str) -> str:
-    OPENED.append({"text": text, "line": _caller_line()})
+    if _RECORDING[0] is not None:
+        _RECORDING[0].add(text, _caller_line())
     return text
 
 
@@ -118,10 +188,6 @@ def install_blank_recorders(student) -> None:
                               ("reject_blank_defaults", tolerant_reject_blank_defaults)):
         if callable(getattr(student, name, None)):
             setattr(student, name, replacement)
-
-
-def opened_since(start: int) -> list[dict]:
-    return [dict(entry) for entry in OPENED[start:]]
 
 
 # ---- describing modules ----------------------------------------------------------
@@ -222,27 +288,34 @@ def shapes_of(state_dict) -> dict:
 def load_matching(module: nn.Module, weights: dict) -> dict:
     """Load reference weights into the student's module through its state_dict.
 
-    By key where every reference key is there with its shape (keys of the
-    student's own on top are left as built, and listed); when the keys differ
-    but the tensors line up one to one in order with the same shapes (say,
-    convs written out flat instead of with conv1x1), by position; otherwise
-    whatever fits by key. The caller compares outputs in every case.
+    By key where a key is there with the reference's shape; the reference
+    tensors left over then go, in order, to the student's remaining entries of
+    the same shape, in the order the student registered them (a shortcut named
+    otherwise, defined before or after self.layer, loads alike). Entries of the
+    student's own left over stay as built, and are listed. The caller compares
+    outputs in every case.
     """
     own = module.state_dict()
-    by_key = {k: v for k, v in weights.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-    if len(by_key) == len(weights):
-        module.load_state_dict(by_key, strict=False)
-        extra = [k for k in own if k not in weights]
-        if not extra:
-            return {"how": "by_key", "loaded": len(by_key)}
-        return {"how": "by_key_extra", "loaded": len(by_key), "extra": extra[:20]}
-    own_items, ref_items = list(own.items()), list(weights.items())
-    if len(own_items) == len(ref_items) and all(
-            tuple(a.shape) == tuple(b.shape) for (_, a), (_, b) in zip(own_items, ref_items)):
-        module.load_state_dict({k: v for (k, _), (_, v) in zip(own_items, ref_items)}, strict=True)
-        return {"how": "by_position", "loaded": len(own_items)}
-    module.load_state_dict(by_key, strict=False)
-    return {"how": "partial", "loaded": len(by_key)}
+    loaded = {k: v for k, v in weights.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    by_key = len(loaded)
+    free = [k for k in own if k not in loaded]
+    unmatched = 0
+    for key, value in weights.items():
+        if key in loaded:
+            continue
+        target = next((k for k in free if tuple(own[k].shape) == tuple(value.shape)), None)
+        if target is None:
+            unmatched += 1
+            continue
+        free.remove(target)
+        loaded[target] = value
+    module.load_state_dict(loaded, strict=False)
+    if unmatched:
+        return {"how": "partial", "loaded": len(loaded)}
+    how = "by_key" if by_key == len(weights) else "by_position"
+    if free:
+        return {"how": f"{how}_extra", "loaded": len(loaded), "extra": free[:20]}
+    return {"how": how, "loaded": len(loaded)}
 
 
 def run_both_modes(module: nn.Module, x: torch.Tensor, run=None) -> dict:
@@ -260,10 +333,12 @@ def run_both_modes(module: nn.Module, x: torch.Tensor, run=None) -> dict:
 
 # ---- the questions -----------------------------------------------------------------
 def probe_block(student, case: dict) -> dict:
-    start = len(OPENED)
-    block, error = attempt(lambda: student.ResidualBlock(*case["args"]))
-    if len(OPENED) > start:
-        return {"open_blanks": opened_since(start)}
+    with recording_blanks() as blanks:
+        block, error = attempt(lambda: student.ResidualBlock(*case["args"]))
+    if blanks.count:
+        report: dict = {}
+        blanks.report_into(report)
+        return report
     if error:
         return {"error": error}
     report = {
@@ -292,20 +367,47 @@ def probe_model_with_stub_blocks(student, request: dict) -> dict:
     else:
         report["num_classes_default"] = None
     block_class = getattr(student, "ResidualBlock", None)
-    stand_ins = blocks_stood_in(block_class) if isinstance(block_class, type) else contextlib.nullcontext()
+    stand_ins = blocks_stood_in(block_class, side_build_quiet) if isinstance(block_class, type) \
+        else contextlib.nullcontext()
     with stand_ins:
-        start = len(OPENED)
         # An explicit num_classes: the default is a blank of its own, graded above.
-        built, error = attempt(build_model, student)
+        with recording_blanks() as blanks:
+            built, error = attempt(build_model, student)
         model, init_error = built if built else (None, None)
-        report["open_blanks"] = opened_since(start)
+        report["open_blanks"] = blanks.entries()
+        report["open_blank_calls"] = blanks.count
         if error or model is None:
             report["error"] = error or {"type": "TypeError", "message": "no model", "line": None}
             return report
         if init_error:
             report["init_error"] = init_error
         observe_model(model, request, report)
+        report["other_num_classes"] = observe_other_num_classes(student, request)
     return report
+
+
+OTHER_NUM_CLASSES = 7   # not 10: shows whether fc follows the num_classes argument
+
+
+def observe_other_num_classes(student, request: dict) -> dict:
+    """fc's output size in a model built with num_classes=7, on the fc input."""
+    with blanks_unrecorded():
+        built, error = attempt(build_model, student, OTHER_NUM_CLASSES)
+    model = built[0] if built else None
+    fc = getattr(model, "fc", None) if model is not None and not (built and built[1]) else None
+    if not isinstance(fc, nn.Module):
+        return {"num_classes": OTHER_NUM_CLASSES, "error": error or (built and built[1]) or
+                {"type": "AttributeError", "message": "the model has no fc", "line": None}}
+    fc.eval()
+    with torch.no_grad():
+        value, error = attempt(fc, request["inputs"]["fc"].clone())
+    found = {"num_classes": OTHER_NUM_CLASSES, "fc": describe_module(fc)}
+    if not isinstance(value, torch.Tensor):
+        found["error"] = error or {"type": "TypeError", "message": f"fc returned {type(value).__name__}",
+                                   "line": None}
+    else:
+        found["output_size"] = list(value.shape[1:])
+    return found
 
 
 def observe_model(model: nn.Module, request: dict, report: dict) -> None:
@@ -325,6 +427,8 @@ def observe_model(model: nn.Module, request: dict, report: dict) -> None:
     for stage, x in request["inputs"].items():
         if stage == "model":
             report["stage_outputs"][stage] = run_both_modes(model, x)
+            # A batch of one too: out.squeeze() in forward() is wrong only there.
+            report["stage_outputs"][stage]["single"] = run_eval(model, x[:1])
             continue
         module = getattr(model, stage, None)
         if not isinstance(module, nn.Module):
@@ -368,9 +472,7 @@ def run_wiring(model: nn.Module, stage_sizes: dict, x: torch.Tensor) -> dict:
         model._modules[name] = stand_in
         model.__dict__.pop(name, None)
     try:
-        model.eval()
-        with torch.no_grad():
-            value, error = attempt(model, x.clone())
+        outputs = {"eval": run_eval(model, x), "single": run_eval(model, x[:1])}
     finally:
         for name, (original, plain) in saved.items():
             if original is _ABSENT:
@@ -379,22 +481,28 @@ def run_wiring(model: nn.Module, stage_sizes: dict, x: torch.Tensor) -> dict:
                 model._modules[name] = original
             if plain is not _ABSENT:
                 model.__dict__[name] = plain
+    return outputs
+
+
+def run_eval(model: nn.Module, x: torch.Tensor) -> dict:
+    model.eval()
+    with torch.no_grad():
+        value, error = attempt(model, x.clone())
     if isinstance(value, torch.Tensor):
-        return {"eval": encode_tensor(value)}
-    return {"eval": error or {"type": "TypeError", "message": f"forward returned {type(value).__name__}",
-                              "line": None}}
+        return encode_tensor(value)
+    return error or {"type": "TypeError", "message": f"forward returned {type(value).__name__}", "line": None}
 
 
 _ABSENT = object()
 
 
-def build_model(student):
+def build_model(student, num_classes: int = 10):
     """(model, None), or -- when __init__ raised after nn.Module.__init__ -- the
     partly built model and the error: what was assigned before it is graded."""
     cls = student.ResNet50_layer4
     try:
-        inspect.signature(cls).bind(num_classes=10)
-        kwargs = {"num_classes": 10}
+        inspect.signature(cls).bind(num_classes=num_classes)
+        kwargs = {"num_classes": num_classes}
     except (TypeError, ValueError):
         kwargs = {}
     model = cls.__new__(cls)
@@ -420,12 +528,10 @@ def probe_full_model(student) -> dict:
     """The model with the student's own blocks, on the meta device: keys and
     shapes without paying for a random init of 14.7M weights. (Output sizes come
     from the stand-in model, where a wrong Q1 cannot hide them.)"""
-    start = len(OPENED)
-    with torch.device("meta"):
-        built, error = attempt(build_model, student)
     report: dict = {}
-    if len(OPENED) > start:
-        report["open_blanks"] = opened_since(start)
+    with recording_blanks() as blanks, torch.device("meta"):
+        built, error = attempt(build_model, student)
+    blanks.report_into(report)
     if error or built[1]:
         report["error"] = error or built[1]
         return report
@@ -470,6 +576,10 @@ def probe_module(student, request: dict) -> dict:
     if has_model:
         report["full"] = probe_full_model(student)
         report["q2"] = probe_model_with_stub_blocks(student, request["q2"])
+        full_built = "error" not in report["full"]
+        if full_built and ("error" in report["q2"] or "init_error" in report["q2"]):
+            # The student's own blocks build the model: the failure is the stand-ins'.
+            report["q2"]["stand_in_only"] = True
     return report
 
 

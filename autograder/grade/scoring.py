@@ -13,7 +13,7 @@ from autograder.grade.expectations import Expectations
 from autograder.grade.observations import (MalformedReport, error_text, field as report_field,
                                            parse_report, shapes_field)
 from autograder.grade.parts import CheckResult
-from autograder.grade.parts.q1_residual_block import grade_q1, open_blank_texts
+from autograder.grade.parts.q1_residual_block import cap_lines, grade_q1, open_blank_texts
 from autograder.grade.parts.q2a_blanks import grade_q2a
 from autograder.grade.parts.q2bc_layers import grade_stage
 from autograder.spec import PART_IDS, Part
@@ -56,8 +56,9 @@ def informational_checks(student: dict, reference: dict, table) -> list[CheckRes
     sizes = CheckResult("Q2a", "sizes", "(0 points) output sizes against the slide table", 0, 0)
     q2 = report_field(student, "q2", dict, None)
     q2_blanks = open_blank_texts(q2) if q2 else []
-    if q2_blanks:
-        sizes.deductions.append(blanks_summary(q2_blanks))
+    if q2_blanks:   # worth no points: a note, not a "not checked" line among the scored ones
+        sizes.notes.append(f"output sizes are measured once the model is complete; "
+                           f"{blanks_summary(q2_blanks).removeprefix('not checked: ')}")
     elif q2 and "sizes" in q2:
         got = report_field(q2, "sizes", dict)
         for path, want in reference["q2"]["sizes"].items():
@@ -73,7 +74,8 @@ def informational_checks(student: dict, reference: dict, table) -> list[CheckRes
     full = report_field(student, "full", dict, None)
     full_blanks = open_blank_texts(full) if full else []
     if full_blanks:
-        ckpt.deductions.append(blanks_summary(full_blanks))
+        ckpt.notes.append(f"the checkpoint is tried once the model is complete; "
+                          f"{blanks_summary(full_blanks).removeprefix('not checked: ')}")
     elif full is None or "error" in full:
         ckpt.deductions.append("ResNet50_layer4() with your ResidualBlock could not be built"
                                + (f": {error_text(full['error'])}" if full else ""))
@@ -119,6 +121,9 @@ def grade_report(student_id: str, payload: bytes, expectations: Expectations, ru
         for part_id in PART_IDS:
             checks += GRADERS[part_id](rubric[part_id], report, expectations.reference, expectations.table)
         checks += informational_checks(report, expectations.reference, expectations.table)
+        for check in checks:   # each line once, and a bounded number of them
+            check.deductions = cap_lines(list(dict.fromkeys(check.deductions)))
+            check.notes = cap_lines(list(dict.fromkeys(check.notes)))
     except (MalformedReport, KeyError, TypeError, ValueError, AttributeError) as exc:
         message = f"the grading process could not read the submission's report ({exc}); was the grader tampered with?"
         return failed(student_id, "crashed", message, rubric, output, elapsed_s)

@@ -144,7 +144,7 @@ PART_CHECKS = {
     "Q1a": ("structure", "state_dict", "function"),
     "Q1b": ("structure", "state_dict", "function"),
     "Q2a": ("num_classes_default", "stem_conv", "stem_maxpool", "stem_function", "layer2_blocks",
-            "fc", "avgpool", "forward"),
+            "layer2_function", "fc", "avgpool", "forward"),
     "Q2b": ("blocks", "function"),
     "Q2c": ("blocks", "function"),
 }

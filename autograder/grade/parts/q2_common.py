@@ -19,8 +19,17 @@ def q2_model_error(student: dict) -> str | None:
     if q2 is None:
         return "resnet50_skeleton.py defines no ResNet50_layer4 class"
     if "error" in q2:
-        return f"ResNet50_layer4() could not be built: {error_text(field(q2, 'error', dict))}"
+        return f"ResNet50_layer4() could not be built{stand_in_words(q2)}: {error_text(field(q2, 'error', dict))}"
     return None
+
+
+def stand_in_words(q2: dict) -> str:
+    """Said when the model builds with the student's own blocks and fails only
+    with the grader's stand-ins (which record arguments and have no layers)."""
+    if field(q2, "stand_in_only", bool, False):
+        return (" with the grader's stand-in blocks in place of your ResidualBlock (with your own blocks "
+                "it builds; the stand-ins carry your block's attributes but none of its methods)")
+    return ""
 
 
 def init_stopped_text(q2: dict) -> str | None:
@@ -32,6 +41,7 @@ def init_stopped_text(q2: dict) -> str | None:
     message = text(error, "message")
     kind = text(error, "type", "Error") or "Error"
     at = f" at line {line}" if line is not None else ""
+    at += stand_in_words(q2)
     return f"ResNet50_layer4.__init__ stopped{at} ({kind}: {message})" if message else \
         f"ResNet50_layer4.__init__ stopped{at} ({kind})"
 
