@@ -11,6 +11,7 @@ exact; ``winnow`` is the MOSS selection, used by the plain baseline.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,7 @@ class Fingerprint:
     own: np.ndarray                     # bool per token: not covered by any boilerplate k-gram
     own_bits: int                       # the same as a Python int (bit i = token i)
     positions: dict[int, list[int]]     # non-boilerplate hash -> start positions
+    deviations: frozenset = frozenset()  # small changes from the reference (see ``aligned_with_kit``)
 
     @property
     def own_count(self) -> int:
@@ -77,16 +79,55 @@ def boilerplate_hashes(sources, vocab, token_ids: TokenIds, k: int = K) -> np.nd
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
 
 
-def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k: int = K) -> Fingerprint:
+MIN_ALIGNED = 2      # a lone aligned token (a bracket, a comma) inside one's own code stays one's own
+
+
+def kit_streams(sources, vocab) -> list[list[str]]:
+    """The normalised token streams that each file is aligned with (the skeleton and the solution)."""
+    return [code_tokens(source, vocab).texts for source in sources]
+
+
+DEVIATION_TOKENS = 3  # a changed value or argument of at most this many tokens on each side
+
+
+def aligned_with_kit(texts: list[str], streams: list[list[str]]) -> tuple[np.ndarray, frozenset]:
+    """bool per token: part of a run of tokens that a diff against one of ``streams`` matches;
+    and the small deviations from the last stream (the reference solution): a changed literal
+    or argument, keyed by where it sits in the solution and what the student wrote instead.
+
+    The k-gram test alone leaves kit text between two nearby edits (``) self . layer4 =
+    nn . Sequential (``) counted as the student's own; an alignment does not."""
+    aligned = np.zeros(len(texts), dtype=bool)
+    deviations: frozenset = frozenset()
+    for stream in streams:
+        matcher = difflib.SequenceMatcher(None, texts, stream, autojunk=False)
+        for start, _, size in matcher.get_matching_blocks():
+            if size >= MIN_ALIGNED:
+                aligned[start:start + size] = True
+        if stream is streams[-1]:
+            deviations = frozenset((ref_start, ref_end, tuple(texts[start:end]))
+                                   for tag, start, end, ref_start, ref_end in matcher.get_opcodes()
+                                   if tag != "equal" and end - start <= DEVIATION_TOKENS
+                                   and ref_end - ref_start <= DEVIATION_TOKENS)
+    return aligned, deviations
+
+
+def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k: int = K,
+                kit: list[list[str]] = ()) -> Fingerprint:
+    """``kit``: token streams (``kit_streams``) whose aligned tokens are never the student's own."""
     hashes = kgram_hashes(token_ids(tokens.texts), k)
     in_kit = np.isin(hashes, boilerplate, assume_unique=False)
     covered = np.convolve(in_kit.astype(np.int32), np.ones(k, dtype=np.int32))[:len(tokens.texts)] > 0
     if len(hashes) == 0:
         covered = np.zeros(len(tokens.texts), dtype=bool)
     own = ~covered
+    deviations: frozenset = frozenset()
+    if kit:
+        aligned, deviations = aligned_with_kit(tokens.texts, kit)
+        own &= ~aligned
     own_bits = int.from_bytes(np.packbits(own, bitorder="little").tobytes(), "little")
     positions: dict[int, list[int]] = {}
     starts = np.flatnonzero(~in_kit)
     for hash_value, start in zip(hashes[starts].tolist(), starts.tolist()):
         positions.setdefault(hash_value, []).append(start)
-    return Fingerprint(hashes, own, own_bits, positions)
+    return Fingerprint(hashes, own, own_bits, positions, deviations)

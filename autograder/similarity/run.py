@@ -8,7 +8,7 @@ from pathlib import Path
 from autograder.similarity.deductions import load_deductions
 from autograder.similarity.extract import (SimilarityError, StudentFile, analyse_students, find_students,
                                            load_boilerplate)
-from autograder.similarity.fingerprint import TokenIds, boilerplate_hashes, fingerprint
+from autograder.similarity.fingerprint import TokenIds, boilerplate_hashes, fingerprint, kit_streams
 from autograder.similarity.score import PairScore, score_pairs
 
 
@@ -60,7 +60,8 @@ def similarity_report(path: Path, out: Path, grades: Path | None = None, top: in
 
     token_ids = TokenIds()
     kit = boilerplate_hashes(boilerplate.sources, boilerplate.vocab, token_ids)
-    prints = [fingerprint(s.tokens, token_ids, kit) for s in compared]
+    streams = kit_streams(boilerplate.sources[:2], boilerplate.vocab)      # the skeleton, the solution
+    prints = [fingerprint(s.tokens, token_ids, kit, kit=streams) for s in compared]
     pairs = score_pairs(compared, prints, deductions, progress=bar)
 
     from autograder.similarity.report import write_csv, write_heatmap, write_markdown

@@ -9,7 +9,7 @@ cannot make a pair look copied alone: shared rare comments, shared rare layout
 habits, and (with ``--grades``) the same rare deductions.
 
 The score is ``1 - exp(-evidence / SCALE)``: 0 for nothing shared, about 0.5
-for 20 own tokens, near 1 for a helper function of one's own shared whole.
+for 14 own tokens, near 1 for a helper function of one's own shared whole.
 """
 from __future__ import annotations
 
@@ -21,27 +21,57 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autograder.similarity.extract import StudentFile
-from autograder.similarity.fingerprint import K, Fingerprint
+import numpy as np
+
+from autograder.similarity.fingerprint import K, Fingerprint, TokenIds, kgram_hashes
 from autograder.similarity.normalise import Tokens
 
-SCALE = 30.0                 # own tokens of evidence for a score of 1 - 1/e (0.63)
+SCALE = 20.0                 # own tokens of evidence for a score of 1 - 1/e (0.63)
 COMMENT_TOKENS, COMMENT_CAP = 3.0, 9.0          # per shared rare comment, at most in all
 LAYOUT_TOKENS, LAYOUT_CAP = 2.0, 4.0            # per shared rare layout habit
 DEDUCTION_TOKENS, DEDUCTION_CAP = 6.0, 18.0     # per shared rare deduction (--grades)
+# per shared rare deviation from the reference (a changed value where the class wrote the
+# reference's): enough to rank a copied one-value mistake above honest pairs, not to flag it alone
+DEVIATION_TOKENS, DEVIATION_CAP = 4.0, 12.0
 MAX_POSITIONS = 8            # a k-gram repeated more often in one file adds no new evidence
 
 
 @functools.lru_cache(maxsize=4096)
 def rarity(shared_by: int, class_size: int) -> float:
-    """1 for something two students share, falling to 0 for half the class (or more)."""
+    """1 for something two students share, low already for three, 0 for half the class (or more).
+
+    Three or more students writing the same thing independently is ordinary (an idiom,
+    a common mistake); only a pair is unusual, so the weight falls with the square."""
     if shared_by < 2:
         return 0.0
     half = class_size / 2
     if shared_by > 2 and shared_by >= half:
         return 0.0
-    if half <= 2:
+    if half <= 2 or shared_by == 2:
         return 1.0
-    return max(0.0, math.log(half / shared_by) / math.log(half / 2))
+    return max(0.0, math.log(half / shared_by) / math.log(half / 2)) * (2 / shared_by) ** 2
+
+
+IDIOM = 4                    # tokens per idiom n-gram: ``. append ( ResidualBlock``
+
+
+def idiom_weights(texts_per_file: list[list[str]], class_size: int) -> list[np.ndarray]:
+    """Per file, per token: the rarity of the most common short n-gram around it.
+
+    A stage built in a loop, ``add_module`` or ``_make_layer`` is written by many students
+    in short pieces that the whole class shares; a token only inside such pieces is an
+    idiom, worth little even where two files happen to share a longer k-gram of them."""
+    token_ids = TokenIds()
+    grams = [kgram_hashes(token_ids(texts), IDIOM) for texts in texts_per_file]
+    frequency = _document_frequency(set(g.tolist()) for g in grams)
+    weights = []
+    for texts, hashes in zip(texts_per_file, grams):
+        per_gram = np.array([rarity(frequency[h], class_size) for h in hashes.tolist()], dtype=float)
+        per_token = np.ones(len(texts))
+        for offset in range(min(IDIOM, len(per_gram))):
+            per_token[offset:offset + len(per_gram)] = np.minimum(per_token[offset:offset + len(per_gram)], per_gram)
+        weights.append(per_token)
+    return weights
 
 
 @dataclass
@@ -65,6 +95,7 @@ class PairScore:
     shared_deductions: Sequence[str] = ()   # the rare ones
     shared_comments: Sequence[str] = ()
     shared_layout: Sequence[str] = ()
+    shared_deviations: Sequence[tuple] = ()  # the rare ones: (solution start, end, tokens written)
 
 
 def _document_frequency(sets) -> dict:
@@ -89,14 +120,18 @@ def _rare_pairs(sets: list, class_size: int) -> dict[tuple[int, int], list]:
     return pairs
 
 
-def _own_evidence(fp: Fingerprint, shared: list[tuple[float, int]]) -> float:
-    """Own tokens covered by the shared k-grams, each at the rarity of its rarest k-gram."""
-    covered, evidence = 0, 0.0
+def _own_evidence(fp: Fingerprint, shared: list[tuple[float, int]], idiom: np.ndarray) -> float:
+    """Own tokens covered by the shared k-grams, each at the rarity of its rarest k-gram
+    and at most that of its idiom (``idiom_weights``)."""
+    covered = np.zeros(len(fp.own), dtype=bool)
+    evidence = 0.0
     for weight, hash_value in shared:          # rarest first
-        new = fp.own_cover(hash_value) & ~covered
-        if new:
-            evidence += weight * new.bit_count()
-            covered |= new
+        for start in fp.positions.get(hash_value, ()):
+            end = start + K
+            new = fp.own[start:end] & ~covered[start:end]
+            if new.any():
+                evidence += float(np.minimum(weight, idiom[start:end][new]).sum())
+                covered[start:end] |= new
     return evidence
 
 
@@ -146,11 +181,14 @@ def score_pairs(students: list[StudentFile], prints: list[Fingerprint],
     """A score for every pair of ``students`` (all compared), highest first."""
     n = len(students)
     hash_sets = [set(fp.positions) for fp in prints]
+    idioms = idiom_weights([s.tokens.texts for s in students], n)
     frequency = _document_frequency(hash_sets)
     code_pairs = _rare_pairs(hash_sets, n)
     comment_sets = [{text for _, text in s.comments} for s in students]
     comment_pairs, comment_frequency = _rare_pairs(comment_sets, n), _document_frequency(comment_sets)
     layout_pairs = _rare_pairs([s.layout for s in students], n)
+    deviation_sets = [fp.deviations for fp in prints]
+    deviation_pairs, deviation_frequency = _rare_pairs(deviation_sets, n), _document_frequency(deviation_sets)
     layout_frequency = _document_frequency(s.layout for s in students)
     deduction_pairs, deduction_frequency = {}, {}
     if deductions is not None:
@@ -168,7 +206,7 @@ def score_pairs(students: list[StudentFile], prints: list[Fingerprint],
 
     for (i, j), hashes in progress(code_pairs.items(), desc="comparing", unit="pair"):
         weighted = sorted(((rarity(frequency[h], n), h) for h in hashes), reverse=True)
-        evidence = (_own_evidence(prints[i], weighted) + _own_evidence(prints[j], weighted)) / 2
+        evidence = (_own_evidence(prints[i], weighted, idioms[i]) + _own_evidence(prints[j], weighted, idioms[j])) / 2
         if evidence > 0:
             pair = pair_of(i, j)
             pair.code_evidence = evidence
@@ -177,6 +215,8 @@ def score_pairs(students: list[StudentFile], prints: list[Fingerprint],
         pair_of(i, j).shared_comments = sorted(texts)
     for (i, j), habits in layout_pairs.items():
         pair_of(i, j).shared_layout = sorted(habits)
+    for (i, j), found in deviation_pairs.items():
+        pair_of(i, j).shared_deviations = sorted(found)
     for (i, j), found in deduction_pairs.items():
         pair_of(i, j).shared_deductions = sorted(found)
 
@@ -184,6 +224,8 @@ def score_pairs(students: list[StudentFile], prints: list[Fingerprint],
         evidence = pair.code_evidence
         evidence += min(COMMENT_CAP, sum(COMMENT_TOKENS * rarity(comment_frequency[c], n)
                                          for c in pair.shared_comments))
+        evidence += min(DEVIATION_CAP, sum(DEVIATION_TOKENS * rarity(deviation_frequency[d], n)
+                                           for d in pair.shared_deviations))
         evidence += min(LAYOUT_CAP, sum(LAYOUT_TOKENS * rarity(layout_frequency[h], n) for h in pair.shared_layout))
         if pair.shared_deductions:
             counts, graded_count = deduction_frequency
