@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def _cmd_similarity(args: argparse.Namespace) -> int:
     except SimilarityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for warning in report.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     compared = len(report.students) - len(report.listed)
     print(f"{len(report.students)} submissions: {compared} compared, {len(report.listed)} listed and not compared")
     for pair in [p for p in report.pairs[:5] if p.score > 0]:
@@ -218,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop): unwound like Ctrl-C, so every
+    ``finally`` removes its temporary folders (sandbox-*, out/.sources-*)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -226,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:   # not the main thread (main() called from a test's thread)
+        previous = None
+    try:
         return args.func(args)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -234,3 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into `head` and closed early: not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

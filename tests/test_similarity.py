@@ -585,3 +585,49 @@ def test_a_mistake_three_students_made_stays_low(tmp_path):
     got = scores(report)
     assert got["mistake_fay", "mistake_hal"] < 0.15
     assert got["mistake_fay", "mistake_hal"] < got[COPIED] / 5
+
+
+def _result(student: str, tests: list[dict]) -> dict:
+    return {"tests": tests, "extra_data": {"student": student, "status": "ok", "fingerprint": "x"}}
+
+
+def test_deductions_keep_their_detail_lines_and_skip_zero_point_checks():
+    from autograder.similarity.deductions import _deductions
+    keys_a = "- state_dict keys do not match the checkpoint:\n    missing: layer3.0.conv1.weight\n"
+    keys_b = "- state_dict keys do not match the checkpoint:\n    missing: fc.bias\n"
+    q1 = "- the 3x3 conv has stride 2:\n    expected 1, got 2\n- note: a remark\n"
+    checkpoint = {"name": "checkpoint", "max_score": 0.0, "output": keys_a}
+    a = _deductions(_result("a", [checkpoint, {"name": "Q1a", "max_score": 20.0, "output": q1}]))
+    assert a == {"Q1a: the 3x3 conv has stride 2: expected 1, got 2"}     # the 0-point check is no mistake
+    scored_a = _deductions(_result("a", [{"name": "Q2b", "max_score": 20.0, "output": keys_a}]))
+    scored_b = _deductions(_result("b", [{"name": "Q2b", "max_score": 20.0, "output": keys_b}]))
+    assert scored_a and scored_b and scored_a != scored_b                # different details: different mistakes
+    other_number = q1.replace("got 2", "got 3")
+    assert _deductions(_result("c", [{"name": "Q1a", "max_score": 20.0, "output": other_number}])) != a
+
+
+def test_grades_of_a_changed_file_are_ignored_with_a_warning(graded_class, tmp_path):
+    import shutil
+    subs = tmp_path / "subs"
+    shutil.copytree(graded_class / "subs", subs)
+    changed = next((subs / "rare_2").glob("*.py"))
+    changed.write_text(changed.read_text(encoding="utf-8") + "\n# edited after grading\n", encoding="utf-8")
+    report = similarity_report(subs, tmp_path / "out", grades=graded_class / "grades", jobs=1)
+    rare = next(p for p in report.pairs if (p.a, p.b) == ("rare_1", "rare_2"))
+    assert not rare.shared_deductions
+    assert any("rare_2" in w and "changed" in w for w in report.warnings)
+    md = report.files[1].read_text(encoding="utf-8")
+    assert "**Warning:**" in md and "rare_2" in md
+    done = similarity(subs, "--out", tmp_path / "out2", "--grades", graded_class / "grades", "--quiet")
+    assert done.returncode == 0 and "WARNING" in done.stderr and "rare_2" in done.stderr
+
+
+def test_few_normally_graded_students_warn(graded_class, tmp_path):
+    import shutil
+    subs = tmp_path / "subs"
+    shutil.copytree(graded_class / "subs", subs)
+    for name in ("half_1", "half_2", "half_3", "right"):
+        path = next((subs / name).glob("*.py"))
+        path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    report = similarity_report(subs, tmp_path / "out", grades=graded_class / "grades", jobs=1)
+    assert any("only 2 of the 6 compared students" in w for w in report.warnings)

@@ -40,6 +40,7 @@ class StudentFile:
     tokens: Tokens | None = None           # ``tokens.parsed``: whether the whole file parses
     comments: list[tuple[int, str]] = field(default_factory=list)
     layout: frozenset[str] = frozenset()
+    raw: bytes | None = None     # the file's bytes as ``grade`` reads them (to check a grade run's fingerprint)
     skipped: str = ""            # why it is listed and not compared ("" when compared)
     detail: str = ""
 
@@ -151,7 +152,8 @@ def read_submission(sub) -> StudentFile:
         found.skipped, found.detail = MISSING, sub.problem or f"no {STUDENT_FILE}"
         return found
     try:
-        found.source = _decode(read_source(sub))
+        found.raw = read_source(sub)
+        found.source = _decode(found.raw)
     except Refused as exc:
         found.skipped, found.detail = UNREADABLE, str(exc)
         return found

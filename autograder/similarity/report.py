@@ -72,7 +72,8 @@ def _md(text: str) -> str:
     return html.escape(clean_text(text), quote=False).replace("|", "&#124;").replace("\n", " ")
 
 
-def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, graded: set[str] | None) -> str:
+def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, graded: set[str] | None,
+             warnings: list[str] = ()) -> str:
     """``graded``: the students a ``--grades`` run graded normally (None without ``--grades``)."""
     grades_used = graded is not None
     compared = [s for s in students if s.compared]
@@ -91,6 +92,7 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
         lines += [f"Deductions of the grade run: {sum(s.student in graded for s in compared)} of the "
                   f"{len(compared)} compared students were graded normally there; the others add no "
                   "deduction evidence.", ""]
+        lines += [f"**Warning:** {_md(w)}" for w in warnings] + ([""] if warnings else [])
     shown = [p for p in pairs[:top] if p.score > 0]
     if not compared or len(compared) == 1:
         lines += ["Nothing to compare: fewer than two submissions hold code of their own.", ""]
@@ -143,9 +145,9 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
     return "\n".join(lines)
 
 
-def write_markdown(out: Path, students, pairs, top: int, graded: set[str] | None) -> Path:
+def write_markdown(out: Path, students, pairs, top: int, graded: set[str] | None, warnings: list[str] = ()) -> Path:
     path = out / "similarity.md"
-    write_atomic(path, markdown(students, pairs, top, graded))
+    write_atomic(path, markdown(students, pairs, top, graded, warnings))
     return path
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.similarity.deductions import load_deductions
@@ -17,6 +17,7 @@ class SimilarityReport:
     students: list[StudentFile]
     pairs: list[PairScore]           # highest score first
     files: list[Path]                # similarity.csv, .md, .png
+    warnings: list[str] = field(default_factory=list)   # about the --grades run, for the console too
 
     @property
     def listed(self) -> list[StudentFile]:
@@ -50,13 +51,19 @@ def similarity_report(path: Path, out: Path, grades: Path | None = None, top: in
     if grades is not None and not Path(grades).is_dir():
         raise SimilarityError(f"--grades {grades} is not a folder (give the --out folder of a grade run)")
     _prepare_out(out)
-    deductions = load_deductions(Path(grades)) if grades is not None else None
     boilerplate = load_boilerplate()
     bar = _progress(progress)
 
     students = find_students(path, skip=(out,))
+    deductions, warnings = None, []
+    if grades is not None:
+        from autograder.grade.outputs import clean_text
+        run = load_deductions(Path(grades), {clean_text(s.student): s.raw for s in students if s.raw is not None})
+        deductions = run.deductions
     analyse_students(students, boilerplate, jobs=jobs, progress=bar)
     compared = [s for s in students if s.compared]
+    if grades is not None:
+        warnings = grade_run_warnings(run, len(compared))
 
     token_ids = TokenIds()
     kit = boilerplate_hashes(boilerplate.sources, boilerplate.vocab, token_ids)
@@ -67,8 +74,22 @@ def similarity_report(path: Path, out: Path, grades: Path | None = None, top: in
     from autograder.similarity.report import write_csv, write_heatmap, write_markdown
     try:
         files = [write_csv(out, pairs),
-                 write_markdown(out, students, pairs, top, graded=set(deductions) if deductions is not None else None),
+                 write_markdown(out, students, pairs, top, graded=set(deductions) if deductions is not None else None,
+                                warnings=warnings),
                  write_heatmap(out, students, pairs)]
     except OSError as exc:
         raise SimilarityError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
-    return SimilarityReport(students, pairs, files)
+    return SimilarityReport(students, pairs, files, warnings)
+
+
+def grade_run_warnings(run, compared: int) -> list[str]:
+    """What the instructor must know before trusting the deduction evidence."""
+    warnings = []
+    if run.stale:
+        shown = ", ".join(run.stale[:10]) + (" ..." if len(run.stale) > 10 else "")
+        warnings.append(f"{len(run.stale)} grade result(s) ignored: the file changed since the grade run "
+                        f"(or the grader did; rerun grade): {shown}")
+    if compared and len(run.deductions) < compared / 2:
+        warnings.append(f"only {len(run.deductions)} of the {compared} compared students were graded normally "
+                        "in the --grades run: shared deductions are little evidence here")
+    return warnings
