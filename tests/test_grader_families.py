@@ -291,6 +291,67 @@ STRIDE_ON_3X3 = subs(SOLUTION, ("conv1x1(in_channels, middle_channels, 2, 0),", 
                      ("conv3x3(middle_channels, middle_channels, 1, 1),", "conv3x3(middle_channels, middle_channels, 2, 1),"))
 
 
+# ---- family 7: what the argument checks cannot see, and correct models the stand-ins broke ----
+MAXPOOL_AVGPOOL = ("class AvgPool2d(nn.AvgPool2d):\n    def forward(self, x):\n"
+                   "        return nn.functional.max_pool2d(x, 2)\n\n\n")
+SOFTMAX_LINEAR = ("class Linear(nn.Linear):\n    def forward(self, x):\n"
+                  "        return super().forward(x).softmax(dim=1)\n\n\n")
+Q2_HEADER = "#####\n# Question 2"
+OUTPUT_MISTAKES = {   # variant -> (source, the Q2a check that loses, Q2a's score, words in its feedback)
+    "f7_avgpool_max_in_subclass": (subs(SOLUTION, (Q2_HEADER, MAXPOOL_AVGPOOL + Q2_HEADER),
+                                        ("nn.AvgPool2d(2, 2)", "AvgPool2d(2, 2)")),
+                                   "avgpool AvgPool2d", 25 - 2 / 3, "avgpool on a correct avgpool input"),
+    "f7_fc_softmax_in_subclass": (subs(SOLUTION, (Q2_HEADER, SOFTMAX_LINEAR + Q2_HEADER),
+                                       ("nn.Linear(1024, num_classes)", "Linear(1024, num_classes)")),
+                                  "fc Linear", 24.5, "reference's fc weights"),
+    "f7_fc_without_bias": (sub(SOLUTION, "nn.Linear(1024, num_classes)", "nn.Linear(1024, num_classes, bias=False)"),
+                           "fc Linear", 24.5, "reference's fc weights"),
+    "f7_fc_hard_coded_10": (sub(SOLUTION, "nn.Linear(1024, num_classes)", "nn.Linear(1024, 10)"),
+                            "fc Linear", 24.5, "ResNet50_layer4(num_classes=7): fc gives [10]"),
+    "f7_forward_squeeze": (sub(SOLUTION, "        out = out.view(out.size(0), -1)\n", "        out = out.squeeze()\n"),
+                           "forward()", 23, "on a batch of 1"),
+    "f7_forward_flatten_all": (sub(SOLUTION, "        out = out.view(out.size(0), -1)\n", "        out = out.view(-1, 1024)\n"
+                                   "        out = out if out.size(0) > 1 else out[0]\n"),
+                               "forward()", 23, "on a batch of 1"),
+}
+BLOCK_INIT_END = "            self.make_equal_channel = conv1x1(in_channels, out_channels, 1, 0)\n"
+MODEL_INIT_END = "        for m in self.modules():\n            if isinstance(m, nn.Linear):\n"
+READS_BLOCKS = {   # correct models whose __init__ reads attributes of their blocks: full marks
+    "f7_zero_init_last_batchnorm": sub(SOLUTION, MODEL_INIT_END,
+                                       "        for m in self.modules():\n            if isinstance(m, ResidualBlock):\n"
+                                       "                nn.init.zeros_(m.layer[2][1].weight)\n" + MODEL_INIT_END),
+    "f7_fc_from_block_attribute": subs(SOLUTION, (BLOCK_INIT_END, BLOCK_INIT_END + "        self.out_channels = out_channels\n"),
+                                       ("nn.Linear(1024, num_classes)", "nn.Linear(self.layer4[-1].out_channels, num_classes)")),
+    "f7_fc_from_block_conv": sub(SOLUTION, "nn.Linear(1024, num_classes)",
+                                 "nn.Linear(self.layer4[-1].layer[2][0].out_channels, num_classes)"),
+    "f7_block_method_inits_itself": subs(SOLUTION,
+                                         ("    def forward(self, x):\n        out = self.layer(x)\n",
+                                          "    def zero_last(self):\n        nn.init.zeros_(self.layer[2][1].weight)\n\n"
+                                          "    def forward(self, x):\n        out = self.layer(x)\n"),
+                                         (MODEL_INIT_END, "        for block in self.layer4:\n            block.zero_last()\n"
+                                          + MODEL_INIT_END)),
+}
+# Fails only with the stand-ins (they hold no parameters): the message says so.
+STAND_IN_ONLY = sub(SOLUTION, MODEL_INIT_END, "        assert sum(p.numel() for p in self.layer4.parameters()) > 0\n"
+                    + MODEL_INIT_END)
+BLOCK_FORWARD = ("        if self.downsample:\n            identity = self.downsize(x)\n        else:\n"
+                 "            # Every plain block projects its input, even when the channels already\n"
+                 "            # agree: the course's checkpoints were trained with this shortcut.\n"
+                 "            identity = self.make_equal_channel(x)\n")
+ONE_SHORTCUT = "        self.shortcut = conv1x1(in_channels, out_channels, 2 if downsample else 1, 0)\n"
+WITHOUT_TWO_SHORTCUTS = subs(SOLUTION, ("            self.downsize = conv1x1(in_channels, out_channels, 2, 0)\n", ""),
+                             (BLOCK_INIT_END, ""), (BLOCK_FORWARD, "        identity = self.shortcut(x)\n"))
+SHORTCUT_ORDER = {   # one merged shortcut, registered before or after self.layer: the same score
+    "f7_shortcut_before_layer": sub(WITHOUT_TWO_SHORTCUTS, "        self.downsample = downsample\n",
+                                    "        self.downsample = downsample\n" + ONE_SHORTCUT),
+    "f7_shortcut_after_layer": sub(WITHOUT_TWO_SHORTCUTS, "\n    def forward(self, x):\n        out = self.layer(x)\n",
+                                   ONE_SHORTCUT + "\n    def forward(self, x):\n        out = self.layer(x)\n"),
+}
+BLANK_LOOP = sub(WITH_HELPERS, "        self.downsample = downsample\n",
+                 "        self.downsample = downsample\n        for i in range(200000):\n"
+                 "            blank(f\"Q1: part {i}\")\n")
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     files = {**CAPTURED, **NUMBERS, **PRESERVING, "f3_unused_batchnorm_in_block": EXTRA_WEIGHTS,
@@ -298,7 +359,9 @@ def graded(tmp_path_factory):
              **{name: text for name, (text, _) in WRONG_MODELS.items()},
              **{name: text for name, (text, *_) in REUSED.items()},
              **{name: text for name, (text, *_) in BATCHNORM.items()},
-             "f6_shortcut_bn_eps": SHORTCUT_EPS, "f6_stride_on_3x3": STRIDE_ON_3X3}
+             "f6_shortcut_bn_eps": SHORTCUT_EPS, "f6_stride_on_3x3": STRIDE_ON_3X3,
+             **{name: text for name, (text, *_) in OUTPUT_MISTAKES.items()}, **READS_BLOCKS,
+             **SHORTCUT_ORDER, "f7_stand_in_only_failure": STAND_IN_ONLY, "f7_blank_loop_200k": BLANK_LOOP}
     folder = tmp_path_factory.mktemp("families") / "submissions"
     for student, text in files.items():
         (folder / student).mkdir(parents=True)
@@ -428,3 +491,43 @@ def test_grader_test_sizes_are_explained(graded):
     assert "the table expects" not in structure
     function = check(graded["f6_stride_on_3x3"], "Q1a", "outputs")["output"]
     assert "ResidualBlock(48, 16, 96, downsample=True) (the grader's test sizes) in eval mode" in function
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUT_MISTAKES))
+def test_outputs_decide_what_the_arguments_cannot(graded, name):
+    _, words, q2a, said = OUTPUT_MISTAKES[name]
+    result = graded[name]
+    assert parts(result) == dict(FULL, Q2a=pytest.approx(q2a, abs=0.01)), feedback(result)
+    lost = check(result, "Q2a", words)
+    assert lost["score"] < lost["max_score"] and said in lost["output"], lost["output"]
+
+
+@pytest.mark.parametrize("name", sorted(READS_BLOCKS) + sorted(SHORTCUT_ORDER))
+def test_reading_block_attributes_and_shortcut_order(graded, name):
+    want = dict(FULL, Q1a=16, Q1b=16) if name in SHORTCUT_ORDER else FULL   # keys differ: state_dict only
+    assert parts(graded[name]) == want, feedback(graded[name])
+    if name in SHORTCUT_ORDER:
+        assert "loaded by position among tensors of the same shape" in feedback(graded[name])
+
+
+def test_a_failure_only_with_stand_ins_says_so(graded):
+    result = graded["f7_stand_in_only_failure"]
+    assert parts(result) == dict(FULL, Q2a=23), feedback(result)   # the model cannot run: forward()
+    assert "with the grader's stand-in blocks in place of your ResidualBlock" in \
+        check(result, "Q2a", "forward()")["output"]
+
+
+def test_a_loop_of_blanks_grades_quickly_with_bounded_feedback(graded):
+    result = graded["f7_blank_loop_200k"]
+    assert parts(result) == dict(FULL, Q1a=0, Q1b=0), feedback(result)
+    structure = check(result, "Q1a", "conv units")["output"]
+    assert "not checked: part 0 is not filled in" in structure and "... and " in structure
+    assert structure.count("not checked: part ") <= 30
+
+
+def test_a_stand_in_for_an_unfilled_stage_is_a_note_in_q2a(graded):
+    result = graded["f4_layer4_blank"]
+    q2a = [t for t in result["tests"] if t["name"].startswith("Q2a ")]
+    assert all("not checked" not in t["output"] for t in q2a), [t["output"] for t in q2a]
+    assert "forward() was checked with a stand-in for layer4, which is not filled in yet" in \
+        check(result, "Q2a", "forward()")["output"]

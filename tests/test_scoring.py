@@ -204,3 +204,19 @@ def test_block_arguments_count_by_value_where_the_block_reads_them_so(expectatio
     assert (blocks.score == blocks.max_score) is right, blocks.deductions
     if right and type(value) is not int:
         assert any("counts as" in n for n in blocks.notes)
+
+
+def test_a_report_with_25k_open_blanks_grades_in_seconds(expectations, rubric):
+    """A tampered list of open blanks (the probe sends at most 50) costs linear
+    time and bounded feedback."""
+    import time
+    report = copy.deepcopy(expectations.reference)
+    blanks = [{"text": f"part {i} is not filled in", "line": 48} for i in range(25_000)]
+    report["q1"]["downsample_table"] = {"open_blanks": blanks}
+    start = time.perf_counter()
+    result = graded(report, expectations, rubric)
+    assert time.perf_counter() - start < 5
+    structure = next(c for c in result.checks if c.part == "Q1a" and c.check == "structure")
+    assert structure.score == 4 and len(structure.deductions) == 31   # the other case is right
+    assert structure.deductions[0].startswith("not checked: part 0 is not filled in")
+    assert structure.deductions[-1].startswith("... and ")

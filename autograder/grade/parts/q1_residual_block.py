@@ -185,6 +185,7 @@ def add_lines(lines: list[str], new: list[str]) -> None:
 
 
 def cap_lines(lines: list[str]) -> list[str]:
+    """The first MAX_LINES_PER_CHECK lines and how many more (grade_report caps every check)."""
     if len(lines) <= MAX_LINES_PER_CHECK:
         return lines
     return lines[:MAX_LINES_PER_CHECK] + [f"... and {len(lines) - MAX_LINES_PER_CHECK} more"]
@@ -277,8 +278,6 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
             else:
                 outputs_ok += 1
 
-    for r in results:
-        r.deductions = cap_lines(r.deductions)
     structure.score = proportional(structure.max_score, units_ok, units_total)
     keys.score = proportional(keys.max_score, keys_ok, len(cases))
     function.score = proportional(function.max_score, outputs_ok, outputs_total)
