@@ -78,7 +78,7 @@ def _cmd_similarity(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     compared = len(report.students) - len(report.listed)
-    print(f"{len(report.students)} submissions: {compared} compared, {len(report.listed)} listed and not compared")
+    print(f"{len(report.students)} submission{'' if len(report.students) == 1 else 's'}: {compared} compared, {len(report.listed)} listed and not compared")
     for pair in [p for p in report.pairs[:5] if p.score > 0]:
         print(f"  {pair.score:.3f}  {pair.a}  {pair.b}")
     print("wrote " + ", ".join(str(f) for f in report.files))

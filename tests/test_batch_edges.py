@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -370,7 +371,7 @@ def test_parse_report_bounds_nesting(depth, ok):
     if ok:
         assert parse_report(payload)["a"] == (nested(depth - 1) if depth else None)
     else:
-        with pytest.raises(MalformedReport, match="nests deeper"):
+        with pytest.raises(MalformedReport, match="nests deeper|values, more than"):
             parse_report(payload)
 
 
@@ -634,13 +635,28 @@ def test_out_inside_the_submissions_is_not_a_student(course):
     assert any("skipping" in line and "grades" in line for line in log)
 
 
-def test_a_grader_output_folder_left_in_the_submissions_is_skipped(tmp_path):
+def test_a_grader_output_folder_left_in_the_submissions_is_a_visible_row(tmp_path):
+    """Only the real --out is skipped: a folder that merely looks like grader output is
+    a student (graded when it holds a file, a missing row with a note when not)."""
     folder = put(tmp_path / "subs", {"bob/" + STUDENT_FILE: SOLUTION, "old-grades/grades.csv": "x\n",
-                                     "old-grades/results/bob.json": "{}"})
+                                     "old-grades/results/bob.json": "{}",
+                                     # a student hiding from the gradebook behind an output layout
+                                     "mallory/" + STUDENT_FILE: SOLUTION, "mallory/grades.csv": "x\n",
+                                     "mallory/results/mallory.json": "{}",
+                                     "nested_mallory/grades.csv": "x\n", "nested_mallory/results/.keep": "",
+                                     "nested_mallory/work/" + STUDENT_FILE: SOLUTION})
     log: list[str] = []
-    found = discover(folder, log=log.append)
-    assert [s.student for s in found] == ["bob"]
-    assert log and "old-grades" in log[0]
+    found = {s.student: s for s in discover(folder, log=log.append)}
+    assert sorted(found) == ["bob", "mallory", "nested_mallory", "old-grades"]
+    assert found["mallory"].file == folder / "mallory" / STUDENT_FILE
+    assert found["nested_mallory"].file == folder / "nested_mallory" / "work" / STUDENT_FILE
+    assert found["old-grades"].file is None
+    assert any("grades.csv and results/" in note for note in found["old-grades"].notes)
+    assert any("old-grades" in line and "missing" in line for line in log)
+    # the real --out is still skipped, whatever it holds
+    out = folder / "out"
+    put(out, {"grades.csv": "x\n", "results/a.json": "{}", STUDENT_FILE: SOLUTION})
+    assert "out" not in {s.student for s in discover(folder, skip=(out,), log=lambda *_: None)}
 
 
 @pytest.mark.parametrize("student, graded_file", [("my_resnet", "my_resnet.py"),
@@ -702,3 +718,248 @@ def test_path_that_is_neither_file_nor_folder_is_a_batch_error(tmp_path):
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(batch_module.BatchError, match="not a .py file or a folder"):
         run_with_deadline(lambda: discover(tmp_path / "pipe"), seconds=20)
+
+
+# ================================================================ attacks on the trusted process
+
+def test_reference_sized_reports_pass_and_bloated_ones_are_refused_cheaply():
+    # about what the reference's report holds (~850 KB, ~2,200 values): accepted
+    fine = json.dumps({"import": {"status": "ok"}, "q1": [{"a": [1, 2, 3]}] * 500,
+                       "blob": "A" * 800_000, "text": ", [ {" * 50_000}).encode()
+    assert parse_report(fine)["import"] == {"status": "ok"}
+    for payload in (b'{"a": [' + b"{}," * 200_000 + b"{}]}",        # many small objects
+                    b'{"a": [' + b"[]," * 200_000 + b"[]]}",        # many empty lists
+                    b'{"a": [' + b"0," * 200_000 + b"0]}",          # many numbers
+                    b'{"a": [' + b'"\\\\",' * 200_000 + b'""]}'):   # strings that end in an escape
+        start = time.monotonic()
+        with pytest.raises(MalformedReport, match="values, more than"):
+            parse_report(payload)
+        assert time.monotonic() - start < 5
+    with pytest.raises(MalformedReport, match="larger than"):
+        parse_report(b'{"a": "' + b"A" * (9 * 1024 * 1024) + b'"}')
+
+
+def _many_deductions(rubric, per_check: int) -> GradedSubmission:
+    checks = [CheckResult(p.id, check, p.title, 0.0, p.points / 2,
+                          [f"{p.id} {check} blank {i} is still open" for i in range(per_check)]
+                          + ["shared cause in every check"]) for p in rubric.values() for check in "xy"]
+    return GradedSubmission("many", "ok", "", checks, "", 0.0, rubric)
+
+
+def test_feedback_of_thousands_of_deductions_is_fast_and_capped(tmp_path):
+    rubric = load_rubric(RUBRIC_PATH)
+    graded = _many_deductions(rubric, 20_000)
+    start = time.monotonic()
+    data = outputs.write_submission(tmp_path, graded, "fp", "many")
+    assert time.monotonic() - start < 10   # was quadratic: list lookups per line
+    feedback = (tmp_path / "feedback" / "many.md").read_text()
+    assert len(feedback) <= outputs.MAX_FEEDBACK_CHARS + 200
+    assert "... and 19970 more" in feedback
+    assert feedback.count("shared cause in every check") == len(rubric)   # once per part
+    for test in data["tests"]:
+        assert len(test["output"].splitlines()) <= outputs.LINES_PER_CHECK + 2
+    assert (tmp_path / "results" / "many.json").stat().st_size < 200_000
+
+
+def test_out_equal_to_or_holding_path_is_refused(tmp_path, capsys):
+    from autograder.cli import main
+    folder = put(tmp_path / "subs", {"alice/" + STUDENT_FILE: SOLUTION})
+    for out in (folder, tmp_path, folder / ".." / "subs"):
+        assert main(["grade", str(folder), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --out") and err.count("\n") == 1, err
+    assert main(["grade", str(folder / "alice" / STUDENT_FILE), "--out", str(folder), "--quiet"]) == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["alice"]   # nothing written into PATH
+
+
+def test_every_student_id_is_unique(tmp_path):
+    folder = put(tmp_path / "subs", {"alice/" + STUDENT_FILE: SOLUTION, "alice.py": SOLUTION,
+                                     "alice.py.py": SOLUTION, "bob.py": SOLUTION, "bob.py (2)/x.py": SOLUTION,
+                                     "carol.py.py": SOLUTION, "carol.py": SOLUTION})
+    names = [s.student for s in discover(folder, log=lambda *_: None)]
+    assert len(names) == len(set(names)) == 7, names
+    assert {"alice", "alice.py", "bob", "carol.py", "carol"} <= set(names)
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x","click")', "+1+1", "-2+3", "@SUM(A1)",
+                                  "-alice", "=1\n=2"])
+def test_formula_like_names_are_quoted_in_the_gradebook(tmp_path, name):
+    rubric = load_rubric(RUBRIC_PATH)
+    data = outputs.results_json(failed(name, "missing", "none", rubric), "fp")
+    outputs.write_gradebook(tmp_path, [data])
+    [row] = gradebook(tmp_path)
+    assert row["student"].startswith("'") and row["student"][1:] == outputs.one_line(name)
+    assert data["extra_data"]["student"] == name   # results.json keeps the name as it is
+
+
+@pytest.mark.parametrize("name", ["eve\n# Full marks", "a\rb", "red\x1b[31mRED", "bell\x07", "nul\x00x",
+                                  "line\u2028sep", "tab\tin"])
+def test_control_characters_in_names_are_escaped(tmp_path, name):
+    rubric = load_rubric(RUBRIC_PATH)
+    graded = failed(name, "missing", "none", rubric)
+    data = outputs.write_submission(tmp_path, graded, "fp", "x")
+    outputs.write_gradebook(tmp_path, [data])
+    text = (tmp_path / "grades.csv").read_text()
+    assert len(text.splitlines()) == 2 and "\x1b" not in text and "\x07" not in text
+    heading = (tmp_path / "feedback" / "x.md").read_text().splitlines()[0]
+    assert heading.startswith("# Feedback for ") and outputs.one_line(name) in heading
+    assert all(c.isprintable() for c in heading)
+    summary = outputs.summary_text([data])
+    assert all(c.isprintable() for line in summary.splitlines() for c in line)
+
+
+@pytest.mark.parametrize("data, says", [
+    (SOLUTION.encode("utf-16"), "saved as UTF-16"),
+    (SOLUTION.encode("utf-16-be"), "UTF-16"),                      # no byte-order mark
+    (SOLUTION.encode("utf-16-le"), "UTF-16"),
+    (b"\xfe\xff" + SOLUTION.encode("utf-16-be"), "saved as UTF-16"),
+    (SOLUTION.encode("utf-32"), "saved as UTF-32"),
+    (SOLUTION.encode() + b"\n\x00\x00\n", "NUL bytes"),
+    (b"\x00" + SOLUTION.encode(), "NUL bytes"),
+])
+def test_utf16_and_nul_bytes_are_explained_before_the_sandbox(tmp_path, data, says):
+    assert says in batch_module.encoding_problem(data)
+    folder = put(tmp_path / "subs", {"stu/" + STUDENT_FILE: data})
+    # no sandbox starts for such a file: grading it must not reach it
+    [result] = grade_batch(folder, tmp_path / "out", progress=False, log=lambda *_: None)
+    extra = result["extra_data"]
+    assert extra["status"] == "syntax_error" and result["score"] == 0
+    assert says in extra["message"] and "UTF-8" in extra["message"]
+
+
+@pytest.mark.parametrize("data", [SOLUTION.encode(), b"\xef\xbb\xbf" + SOLUTION.encode(),
+                                  ("# r\xe9sum\xe9\n" + SOLUTION).encode("latin-1")])
+def test_utf8_and_latin1_are_not_mistaken_for_utf16(data):
+    assert batch_module.encoding_problem(data) == ""
+
+
+def _zip(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
+    import zipfile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if name in links:
+                info.external_attr = (0o120777 << 16)
+            archive.writestr(info, data)
+    return path
+
+
+def _zip_submission(tmp_path, members, links=()):
+    folder = tmp_path / "subs"
+    _zip(folder / "stu" / "submission.zip", members, links)
+    put(folder, {"ok/" + STUDENT_FILE: SOLUTION})
+    return {s.student: s for s in discover(folder, log=lambda *_: None)}["stu"]
+
+
+@pytest.mark.parametrize("member", [STUDENT_FILE, "submission/" + STUDENT_FILE])
+def test_the_notebooks_zip_is_graded_from_its_member(tmp_path, member):
+    sub = _zip_submission(tmp_path, {member: SOLUTION.encode(), "CNN_Implementation.ipynb": b"{}",
+                                     "__MACOSX/._" + STUDENT_FILE: b"junk"})
+    assert sub.member == member and any("submission.zip" in n for n in sub.notes)
+    assert read_source(sub) == SOLUTION.encode()
+    assert not any(p.name == STUDENT_FILE for p in (tmp_path / "subs" / "stu").rglob("*"))   # nothing extracted
+
+
+@pytest.mark.parametrize("members, says", [
+    ({"a/" + STUDENT_FILE: b"x", "b/" + STUDENT_FILE: b"y"}, "holds 2 files named"),
+    ({"notes.txt": b"x"}, "holds no resnet50_skeleton.py"),
+    ({"a/b/" + STUDENT_FILE: b"x"}, "holds no resnet50_skeleton.py"),   # too deep
+])
+def test_a_zip_without_exactly_one_member_is_missing(tmp_path, members, says):
+    sub = _zip_submission(tmp_path, members)
+    assert sub.file is None and sub.problem_status == "missing" and says in sub.problem
+
+
+def test_a_file_that_is_not_a_zip_is_missing_with_a_reason(tmp_path):
+    folder = put(tmp_path / "subs", {"stu/submission.zip": b"PK not really"})
+    [sub] = discover(folder)
+    assert sub.file is None and "not a readable zip" in sub.problem
+
+
+@pytest.mark.parametrize("member, links", [("/" + STUDENT_FILE, ()), (STUDENT_FILE, (STUDENT_FILE,))])
+def test_zip_members_that_leave_the_zip_or_are_links_are_refused(tmp_path, member, links):
+    sub = _zip_submission(tmp_path, {member: b"/etc/passwd"}, links)
+    with pytest.raises(Refused):
+        read_source(sub)
+
+
+def test_a_zip_member_above_the_zip_is_never_a_candidate(tmp_path):
+    sub = _zip_submission(tmp_path, {"../" + STUDENT_FILE: SOLUTION.encode()})
+    assert sub.file is None and "holds no resnet50_skeleton.py" in sub.problem
+    sub = batch_module.Submission("stu", sub.folder / "submission.zip", sub.folder, member="../" + STUDENT_FILE)
+    with pytest.raises(Refused, match="leaves the zip"):   # named directly, it is still refused
+        read_source(sub)
+
+
+def test_zip_bombs_are_refused_by_declared_and_by_actual_size(tmp_path):
+    big = b"# " + b"0" * (MAX_SOURCE_BYTES + 10)
+    sub = _zip_submission(tmp_path, {STUDENT_FILE: big})
+    with pytest.raises(Refused, match="unpacked"):
+        read_source(sub)
+    # a member that lies about its size: the declared size is small, the data is not
+    path = tmp_path / "subs" / "stu" / "submission.zip"
+    _zip(path, {STUDENT_FILE: big})
+    raw = bytearray(path.read_bytes())
+    declared = len(big).to_bytes(4, "little")
+    assert raw.count(declared) == 2   # the local header and the central directory
+    path.write_bytes(bytes(raw).replace(declared, (100).to_bytes(4, "little")))
+    with pytest.raises(Refused):
+        read_source(sub)
+
+
+def test_a_zip_beside_a_py_file_is_not_used(tmp_path):
+    folder = tmp_path / "subs"
+    _zip(folder / "stu" / "submission.zip", {STUDENT_FILE: b"wrong"})
+    put(folder, {"stu/my_model.py": SOLUTION})
+    [sub] = discover(folder)
+    assert sub.file == folder / "stu" / "my_model.py" and not sub.member
+
+
+def _result(student, status, failed_tests=(), lines=1):
+    tests = [{"name": f"Q1a check {i}", "score": 0 if i in failed_tests else 1, "max_score": 1,
+              "output": "\n".join(f"- mistake {j}" for j in range(lines))} for i in range(4)]
+    tests.append({"name": "Q2a " + "a rather long title that has to be cut somewhere sensible " * 2,
+                  "score": 0, "max_score": 1, "output": "- x"})
+    return {"score": 1, "tests": tests, "extra_data": {"student": student, "status": status, "max_total": 5}}
+
+
+def test_summary_counts_each_failed_check_once_per_student_and_names_non_ok_students():
+    results = [_result("a", "ok", {0}, lines=25), _result("b", "ok", {0, 1}), _result("c", "ok", {2}),
+               *[_result(f"m{i:02d}", "missing") for i in range(12)], _result("t", "timeout")]
+    text = outputs.summary_text(results)
+    lines = text.splitlines()
+    ranked = lines[lines.index(next(l for l in lines if l.startswith("most frequent"))) + 1:][:4]
+    assert [l.split(None, 1) for l in ranked[:3]] == [["3", ranked[0].split(None, 1)[1]],
+                                                      ["2", "Q1a check 0"], ["1", "Q1a check 1"]]
+    assert ranked[0].endswith("...") and len(ranked[0].split(None, 1)[1]) <= 70
+    assert not ranked[0].split(None, 1)[1][:-3].endswith((" ", "sensibl"))   # a word boundary
+    assert "missing (12): m00, m01" in text and "m09, ... and 2 more" in text and "m10" not in text
+    assert "timeout (1): t" in text
+    assert outputs.summary_text(list(reversed(results))) == text   # ties in a fixed order
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    slow = SOLUTION + "\nimport time\ntime.sleep(60)\n"
+    folder = put(tmp_path / "subs", {"slow/" + STUDENT_FILE: slow, "slow2/" + STUDENT_FILE: slow})
+    temp, out = tmp_path / "tmp", tmp_path / "out"
+    temp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(folder), "--out", str(out),
+                             "--quiet", "--jobs", "1", "--timeout", "90"], cwd=ROOT,
+                            env={**os.environ, "TMPDIR": str(temp)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".sources-*")) or not list(temp.glob("sandbox-*")):   # grading has begun
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(2)
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert list(temp.iterdir()) == [] and list(out.glob(".*")) == []
+    assert list((out / "results").iterdir()) == []   # a cut-short run is not recorded as a result

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import re
 import statistics
 import tempfile
 from pathlib import Path
@@ -17,6 +16,13 @@ from autograder.spec import PART_IDS
 
 CSV_HEADER = ["student", *PART_IDS, "total", "max_total", "status"]
 OUTPUT_SHOWN = 4000   # characters of the student's own output kept in feedback
+# What one student's files may hold: a tampered report can carry thousands of
+# deductions, and nobody reads past the first few dozen of one check anyway.
+LINES_PER_CHECK = 30
+LINE_CHARS = 1000
+MAX_FEEDBACK_CHARS = 256 * 1024
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Every status a student's row can carry (the README lists the same).
 STATUSES = ("ok", "missing", "refused", "syntax_error", "import_error", "timeout", "memory",
             "exited", "crashed")
@@ -26,6 +32,31 @@ def clean_text(text: str) -> str:
     """``text`` with lone surrogates (an undecodable file name, a student's string)
     spelled as ``\\udcXX``: every writer and terminal can encode the result."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def one_line(text: str) -> str:
+    """``clean_text`` with newlines and other control characters spelled as escapes
+    (``\\n``, ``\\x1b``): a name a student chose cannot break a CSV row, a
+    heading or a log line, nor send escape sequences to the terminal."""
+    text = clean_text(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def csv_cell(text: str) -> str:
+    """``one_line(text)``, with a leading ``'`` where a spreadsheet would read it
+    as a formula (``=HYPERLINK(...)``, ``+``, ``-``, ``@``)."""
+    text = one_line(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _capped(lines: list[str], limit: int = LINES_PER_CHECK) -> list[str]:
+    """The first ``limit`` lines, each at most LINE_CHARS, and how many were left out."""
+    shown = [line if len(line) <= LINE_CHARS else line[:LINE_CHARS] + " [...]" for line in lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"... and {len(lines) - limit} more")
+    return shown
 
 
 def clean_data(value):
@@ -59,8 +90,8 @@ def _fmt(x: float) -> str:
 
 
 def check_output(check) -> str:
-    lines = [f"- {d}" for d in dict.fromkeys(check.deductions)]   # same sentence once
-    lines += [f"- note: {n}" for n in dict.fromkeys(check.notes)]
+    lines = [f"- {d}" for d in _capped(list(dict.fromkeys(check.deductions)))]   # same sentence once
+    lines += [f"- note: {n}" for n in _capped(list(dict.fromkeys(check.notes)))]
     return "\n".join(lines) if lines else "correct"
 
 
@@ -92,7 +123,7 @@ def summary_line(sub: GradedSubmission, notes=()) -> str:
 
 
 def feedback_markdown(sub: GradedSubmission, notes=()) -> str:
-    lines = [f"# Feedback for {sub.student}: {_fmt(sub.total)} / {_fmt(sub.max_total)}", ""]
+    lines = [f"# Feedback for {one_line(sub.student)}: {_fmt(sub.total)} / {_fmt(sub.max_total)}", ""]
     lines += [f"**Note:** {n}" for n in notes] + ([""] if notes else [])
     if sub.status != "ok":
         lines += [f"**Not graded normally ({sub.status}):** {sub.message}", ""]
@@ -104,8 +135,8 @@ def feedback_markdown(sub: GradedSubmission, notes=()) -> str:
         counts = collections.Counter(d for c in checks for d in dict.fromkeys(c.deductions))
         # The reason a submission was not graded is said once, at the top, not in every part.
         said_above = {sub.message} if sub.status != "ok" and sub.message else set()
-        shared = [d for d, n in counts.items() if n > 1 and d not in said_above]
-        for d in shared:
+        shared = {d: None for d, n in counts.items() if n > 1 and d not in said_above}   # a dict: linear lookups
+        for d in _capped(list(shared)):
             lines.append("- " + d.replace("\n", "\n  "))
         for check in checks:
             if check.max_score == 0 and not check.deductions and not check.notes:
@@ -118,15 +149,18 @@ def feedback_markdown(sub: GradedSubmission, notes=()) -> str:
             else:
                 mark = f"{_fmt(check.score)} / {_fmt(check.max_score)}"
             lines.append(f"- **{check.title}** ({mark})")
-            for d in own:
+            for d in _capped(own):
                 lines.append("  - " + d.replace("\n", "\n    "))
-            for n in dict.fromkeys(check.notes):
+            for n in _capped(list(dict.fromkeys(check.notes))):
                 lines.append(f"  - note: {n}")
         lines.append("")
     if sub.output.strip():
         shown = sub.output[:OUTPUT_SHOWN].replace("~~~", "~ ~ ~")
         lines += ["## What your code printed", "", "~~~text", shown, "~~~", ""]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if len(text) > MAX_FEEDBACK_CHARS:
+        text = text[:MAX_FEEDBACK_CHARS] + "\n\n[... feedback cut here: it was too long to show in full]\n"
+    return text
 
 
 def write_submission(out: Path, sub: GradedSubmission, fingerprint: str, file_id: str,
@@ -155,7 +189,7 @@ def gradebook_rows(results: list[dict]) -> list[list[str]]:
     rows = []
     for data in sorted(results, key=lambda d: d["extra_data"]["student"]):
         extra = data["extra_data"]
-        rows.append([clean_text(extra["student"]), *(_fmt(extra["parts"][p]) for p in PART_IDS),
+        rows.append([csv_cell(extra["student"]), *(_fmt(extra["parts"][p]) for p in PART_IDS),
                      _fmt(data["score"]), _fmt(extra["max_total"]), extra["status"]])
     return rows
 
@@ -170,14 +204,19 @@ def write_gradebook(out: Path, results: list[dict]) -> Path:
     return path
 
 
-def _deduction_kind(part: str, text: str) -> str:
-    """Group similar deductions: the part plus the place, numbers blurred."""
-    where = text.split(":", 1)[0]
-    blurred = re.sub(r"\b[0-9]+\b", "#", where)
-    return f"{part} {blurred[:70]}"
+def _shorten(text: str, width: int = 70) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters."""
+    text = one_line(text)
+    if len(text) <= width:
+        return text
+    cut = text[:width - 3].rsplit(" ", 1)[0] if " " in text[:width - 3] else text[:width - 3]
+    return cut.rstrip(" ,;:") + "..."
 
 
-def summary_text(results: list[dict], top: int = 6) -> str:
+NAMES_PER_STATUS = 10
+
+
+def summary_text(results: list[dict], top: int = 10) -> str:
     if not results:
         return "no submissions graded"
     totals = [d["score"] for d in results]
@@ -194,18 +233,21 @@ def summary_text(results: list[dict], top: int = 6) -> str:
         bar = "#" * round(30 * bins.get(i, 0) / biggest)
         label = f"{low:5.0f}-{high:<5.0f}" if i < 4 else f"{low:5.0f}-{max_total:<5.0f}"
         lines.append(f"  {label} {bins.get(i, 0):4d} {bar}")
-    kinds = collections.Counter()
+    # One count per student per failed check: a mistake that fails a check with
+    # many deduction lines still counts once. Ties: by name, so the list is stable.
+    failed_checks = collections.Counter()
     for data in results:
         if data["extra_data"]["status"] != "ok":
-            continue   # counted by status above
-        seen = set()
-        for test in data["tests"]:
-            if test["score"] < test["max_score"]:
-                for line in test["output"].splitlines():
-                    if line.startswith("- ") and not line.startswith("- note:"):
-                        seen.add(_deduction_kind(test["name"].split()[0], line[2:]))
-        kinds.update(seen)
-    if kinds:
-        lines.append("most frequent deductions (submissions):")
-        lines += [f"  {n:4d}  {k}" for k, n in kinds.most_common(top)]
+            continue   # named by status below
+        failed_checks.update({t["name"] for t in data["tests"] if t["score"] < t["max_score"]})
+    if failed_checks:
+        lines.append("most frequent lost points (submissions losing points on the check):")
+        ranked = sorted(failed_checks.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        lines += [f"  {n:4d}  {_shorten(name)}" for name, n in ranked]
+    for status in STATUSES[1:]:
+        names = sorted(one_line(d["extra_data"]["student"]) for d in results
+                       if d["extra_data"]["status"] == status)
+        if names:
+            more = f", ... and {len(names) - NAMES_PER_STATUS} more" if len(names) > NAMES_PER_STATUS else ""
+            lines.append(f"{status} ({len(names)}): {', '.join(names[:NAMES_PER_STATUS])}{more}")
     return clean_text("\n".join(lines))
