@@ -631,3 +631,44 @@ def test_few_normally_graded_students_warn(graded_class, tmp_path):
         path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     report = similarity_report(subs, tmp_path / "out", grades=graded_class / "grades", jobs=1)
     assert any("only 2 of the 6 compared students" in w for w in report.warnings)
+
+
+def test_files_with_a_syntax_error_are_listed_as_compared_as_text(tmp_path):
+    files = teaching_class()
+    files["broken_kim"] = BROKEN
+    report = run(tmp_path, files)
+    md = report.files[1].read_text(encoding="utf-8")
+    section = md[md.index("## Compared as text"):]
+    assert "broken_kim" in section and "canonical_ana" not in section
+
+
+def test_an_earlier_report_inside_the_submissions_folder_is_no_student(tmp_path):
+    files = {name: text for name, text in teaching_class().items() if name in ("canonical_ana", *COPIED)}
+    write_class(tmp_path / "subs", files)
+    similarity_report(tmp_path / "subs", tmp_path / "subs" / "report_monday", jobs=1)
+    again = similarity_report(tmp_path / "subs", tmp_path / "subs" / "report_tuesday", jobs=1)
+    assert sorted(s.student for s in again.students) == sorted(files)
+    again = similarity_report(tmp_path / "subs", tmp_path / "subs" / "report_monday", jobs=1)   # its own --out
+    assert sorted(s.student for s in again.students) == sorted(files)
+
+
+def test_links_are_refused_csv_cells_are_inert_and_outputs_are_readable(tmp_path):
+    files = {name: text for name, text in teaching_class().items() if name in ("canonical_ana", *COPIED)}
+    files["=1+2"] = files.pop("copy_ivan")
+    files["-x"] = files.pop("canonical_ana")
+    write_class(tmp_path / "subs", files)
+    (tmp_path / "subs" / "link_lee").symlink_to(tmp_path / "subs" / "copy_hana")
+    report = similarity_report(tmp_path / "subs", tmp_path / "out", jobs=1)
+    link = next(s for s in report.students if s.student == "link_lee")
+    assert link.skipped == "refused"
+    rows = read_csv(report.files[0])
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows[1:] for cell in row[:2])
+    assert any(cell == "'=1+2" for row in rows[1:] for cell in row[:2])
+    for path in report.files:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_one_submission_is_said_in_the_singular(tmp_path):
+    report = run(tmp_path, {"canonical_ana": fill()})
+    md = report.files[1].read_text(encoding="utf-8")
+    assert md.splitlines()[2].startswith("1 submission: ")

@@ -23,6 +23,8 @@ SKELETON_PATH = KIT_ROOT / STUDENT_FILE
 SOLUTION_PATH = KIT_ROOT / "solutions" / STUDENT_FILE
 # Not compared, only listed: why.
 MISSING, UNREADABLE, EMPTY, UNTOUCHED = "missing", "unreadable", "empty", "untouched skeleton"
+REFUSED = "refused"
+REPORT_FILE = "similarity.csv"      # a folder holding one is an earlier report, not a student
 STUDENT_CLASSES = {"ResidualBlock", "ResNet50_layer4"}     # where the placeholders are
 PLACEHOLDER_CALLS = {"blank", "blanks", "blank_default"}
 PARALLEL_FROM = 40          # fewer files than this are read in this process (starting workers costs more)
@@ -149,7 +151,8 @@ def read_submission(sub) -> StudentFile:
     from autograder.grade.batch import Refused, read_source
     found = StudentFile(sub.student, sub.file)
     if sub.file is None:
-        found.skipped, found.detail = MISSING, sub.problem or f"no {STUDENT_FILE}"
+        found.skipped = REFUSED if sub.problem_status == "refused" else MISSING
+        found.detail = sub.problem or f"no {STUDENT_FILE}"
         return found
     try:
         found.raw = read_source(sub)
@@ -214,4 +217,7 @@ def find_students(path: Path, skip: tuple[Path, ...] = ()) -> list[StudentFile]:
         submissions = discover(path, skip=skip, log=lambda message: None)
     except BatchError as exc:
         raise SimilarityError(str(exc)) from None
+    # An earlier report written inside the submissions folder (another --out) is no student.
+    submissions = [sub for sub in submissions if not (sub.file is None and sub.folder is not None
+                                                      and (sub.folder / REPORT_FILE).is_file())]
     return [read_submission(sub) for sub in submissions]

@@ -20,15 +20,22 @@ COLUMN_WIDTH = 72            # characters per side in the side-by-side view
 NAMED_AXES_UP_TO = 60        # students named on the heatmap's axes up to this class size
 
 
+def _csv_cell(text: str) -> str:
+    """A student's name made inert for spreadsheets: a leading = + - @ would start a formula."""
+    text = clean_text(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_csv(out: Path, pairs: list[PairScore]) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for pair in pairs:
-        writer.writerow([clean_text(pair.a), clean_text(pair.b), f"{pair.score:.3f}", len(pair.fragments),
+        writer.writerow([_csv_cell(pair.a), _csv_cell(pair.b), f"{pair.score:.3f}", len(pair.fragments),
                          len(pair.shared_deductions)])
     path = out / "similarity.csv"
     write_atomic(path, buffer.getvalue())
+    path.chmod(0o644)           # readable like the png (write_atomic makes private files)
     return path
 
 
@@ -80,7 +87,7 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
     listed = [s for s in students if not s.compared]
     by_name = {s.student: s for s in compared}
     lines = ["# Similarity report", "",
-             f"{len(students)} submissions: {len(compared)} compared ({len(pairs)} pairs), "
+             f"{_count(len(students), 'submission')}: {len(compared)} compared ({len(pairs)} pairs), "
              f"{len(listed)} listed below and not compared.", "",
              "A score (0 to 1) measures how much two files share that the assignment did not make "
              "everyone write: the student's own code (after renaming is undone), weighted by how rare "
@@ -138,6 +145,13 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
             lines += [f"| {label} | {_md(name)} |"
                       for name, label in sorted(numbered.items(), key=lambda item: int(item[1][1:]))]
             lines.append("")
+    as_text = [s for s in compared if not s.tokens.parsed]
+    if as_text:
+        lines += ["## Compared as text", "",
+                  "These files have a syntax error: the part that does not parse is compared as text "
+                  "(its names still normalised), the rest as code.", ""]
+        lines += [f"- {_md(s.shown_path)}" for s in as_text]
+        lines.append("")
     if listed:
         lines += ["## Listed, not compared", "", "| student | why |", "|---|---|"]
         lines += [f"| {_md(s.student)} | {s.skipped}: {_md(s.detail)} |" for s in listed]
@@ -148,6 +162,7 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
 def write_markdown(out: Path, students, pairs, top: int, graded: set[str] | None, warnings: list[str] = ()) -> Path:
     path = out / "similarity.md"
     write_atomic(path, markdown(students, pairs, top, graded, warnings))
+    path.chmod(0o644)
     return path
 
 
