@@ -672,3 +672,17 @@ def test_one_submission_is_said_in_the_singular(tmp_path):
     report = run(tmp_path, {"canonical_ana": fill()})
     md = report.files[1].read_text(encoding="utf-8")
     assert md.splitlines()[2].startswith("1 submission: ")
+
+
+def test_a_very_long_file_is_compared_in_part(tmp_path):
+    from autograder.similarity.extract import MAX_SOURCE_CHARS
+    files = {name: text for name, text in teaching_class().items() if name in ("canonical_ana", *COPIED)}
+    padding = "".join(f"unused_{i} = {i}\n" for i in range(MAX_SOURCE_CHARS // 10))
+    files["long_lou"] = fill() + padding
+    report = run(tmp_path, files)
+    long = next(s for s in report.students if s.student == "long_lou")
+    assert long.compared and long.truncated and len(long.source) <= MAX_SOURCE_CHARS
+    assert len(long.tokens.texts) < MAX_SOURCE_CHARS // 2
+    md = report.files[1].read_text(encoding="utf-8")
+    assert "long_lou" in md[md.index("## Compared in part"):]
+    assert (report.pairs[0].a, report.pairs[0].b) == COPIED

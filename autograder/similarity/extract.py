@@ -27,6 +27,7 @@ REFUSED = "refused"
 REPORT_FILE = "similarity.csv"      # a folder holding one is an earlier report, not a student
 STUDENT_CLASSES = {"ResidualBlock", "ResNet50_layer4"}     # where the placeholders are
 PLACEHOLDER_CALLS = {"blank", "blanks", "blank_default"}
+MAX_SOURCE_CHARS = 60_000   # about 7 times the skeleton: the rest of a huge file is not read (memory, time)
 PARALLEL_FROM = 40          # fewer files than this are read in this process (starting workers costs more)
 
 
@@ -43,6 +44,7 @@ class StudentFile:
     comments: list[tuple[int, str]] = field(default_factory=list)
     layout: frozenset[str] = frozenset()
     raw: bytes | None = None     # the file's bytes as ``grade`` reads them (to check a grade run's fingerprint)
+    truncated: bool = False      # only the first MAX_SOURCE_CHARS were compared
     skipped: str = ""            # why it is listed and not compared ("" when compared)
     detail: str = ""
 
@@ -160,6 +162,10 @@ def read_submission(sub) -> StudentFile:
     except Refused as exc:
         found.skipped, found.detail = UNREADABLE, str(exc)
         return found
+    if len(found.source) > MAX_SOURCE_CHARS:
+        cut = found.source.rfind("\n", 0, MAX_SOURCE_CHARS)
+        found.source = found.source[:cut if cut > 0 else MAX_SOURCE_CHARS]
+        found.truncated = True
     if not found.source.strip():
         found.skipped, found.detail = EMPTY, "the file is empty"
     return found

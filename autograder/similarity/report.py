@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from autograder.grade.outputs import clean_text, write_atomic
-from autograder.similarity.extract import StudentFile
+from autograder.similarity.extract import MAX_SOURCE_CHARS, StudentFile
 from autograder.similarity.score import SCALE, Fragment, PairScore
 
 CSV_HEADER = ["student_a", "student_b", "score", "shared_fragments", "shared_rare_deductions"]
@@ -145,6 +145,12 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
             lines += [f"| {label} | {_md(name)} |"
                       for name, label in sorted(numbered.items(), key=lambda item: int(item[1][1:]))]
             lines.append("")
+    cut = [s for s in compared if s.truncated]
+    if cut:
+        lines += ["## Compared in part", "", f"These files are very long: only their first {MAX_SOURCE_CHARS:,} characters "
+                  "were compared.", ""]
+        lines += [f"- {_md(s.shown_path)}" for s in cut]
+        lines.append("")
     as_text = [s for s in compared if not s.tokens.parsed]
     if as_text:
         lines += ["## Compared as text", "",
