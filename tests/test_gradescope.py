@@ -31,7 +31,7 @@ from autograder.cli import main as cli_main
 from autograder.grade.batch import grade_batch
 from autograder.gradescope.results import SCHEMA_PATH
 from autograder.gradescope.submission import find_submission
-from autograder.spec import PART_IDS
+from autograder.spec import PART_IDS, load_rubric
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "submissions"
@@ -319,14 +319,19 @@ def test_scores_equal_the_cli_grader(runs, batch_results):
             assert got["extra_data"]["status"] == cli["extra_data"]["status"], run_name
             assert got["extra_data"]["parts"] == cli["extra_data"]["parts"], run_name
             assert _tests(got) == _tests(cli), run_name
-    assert runs["correct"]["results"]["score"] == 105
-    assert runs["wrong_q2b"]["results"]["extra_data"]["parts"] == {"Q1a": 20, "Q1b": 20, "Q2a": 25,
-                                                                   "Q2b": 14, "Q2c": 20}
+    rubric = load_rubric()
+    full = {p: rubric[p].points for p in PART_IDS}
+    assert runs["correct"]["results"]["extra_data"]["parts"] == full
+    wrong = runs["wrong_q2b"]["results"]["extra_data"]["parts"]
+    assert {p: v for p, v in wrong.items() if p != "Q2b"} == {p: v for p, v in full.items() if p != "Q2b"}
+    assert 0 < wrong["Q2b"] < full["Q2b"]
 
 
 def test_upload_shapes_are_found_like_a_ta_would(runs):
-    expect = {"misnamed": (105, "resnet50_skeleton (1).py"), "nested": (105, "hw3/resnet50_skeleton.py"),
-              "zipped": (99, "hw3.zip: hw3/resnet50_skeleton.py")}
+    # The same files as "correct" and "wrong_q2b", found elsewhere: the same scores.
+    correct, wrong = runs["correct"]["results"]["score"], runs["wrong_q2b"]["results"]["score"]
+    expect = {"misnamed": (correct, "resnet50_skeleton (1).py"), "nested": (correct, "hw3/resnet50_skeleton.py"),
+              "zipped": (wrong, "hw3.zip: hw3/resnet50_skeleton.py")}
     for name, (score, shown) in expect.items():
         results = runs[name]["results"]
         assert results["score"] == score and results["extra_data"]["status"] == "ok", name
