@@ -80,40 +80,65 @@ def boilerplate_hashes(sources, vocab, token_ids: TokenIds, k: int = K) -> np.nd
 
 
 MIN_ALIGNED = 2      # a lone aligned token (a bracket, a comma) inside one's own code stays one's own
-
-
-def kit_streams(sources, vocab) -> list[list[str]]:
-    """The normalised token streams that each file is aligned with (the skeleton and the solution)."""
-    return [code_tokens(source, vocab).texts for source in sources]
-
-
 DEVIATION_TOKENS = 3  # a changed value or argument of at most this many tokens on each side
 
 
-def aligned_with_kit(texts: list[str], streams: list[list[str]]) -> tuple[np.ndarray, frozenset]:
+def kit_streams(sources, vocab) -> list[Tokens]:
+    """The normalised token streams that each file is aligned with (the skeleton and the solution)."""
+    return [code_tokens(source, vocab) for source in sources]
+
+
+def _line_groups(tokens: Tokens) -> list[tuple[int, int]]:
+    """(first, end) token index of each source line's tokens."""
+    groups: list[tuple[int, int]] = []
+    for index, line in enumerate(tokens.first):
+        if groups and tokens.first[groups[-1][0]] == line:
+            groups[-1] = (groups[-1][0], index + 1)
+        else:
+            groups.append((index, index + 1))
+    return groups
+
+
+def aligned_with_kit(tokens: Tokens, streams: list[Tokens]) -> tuple[np.ndarray, frozenset]:
     """bool per token: part of a run of tokens that a diff against one of ``streams`` matches;
     and the small deviations from the last stream (the reference solution): a changed literal
     or argument, keyed by where it sits in the solution and what the student wrote instead.
 
     The k-gram test alone leaves kit text between two nearby edits (``) self . layer4 =
-    nn . Sequential (``) counted as the student's own; an alignment does not."""
+    nn . Sequential (``) counted as the student's own; an alignment does not. The diff runs
+    on lines first, then on the tokens of the lines that differ (a token diff of whole
+    files costs a second per file)."""
+    texts = tokens.texts
     aligned = np.zeros(len(texts), dtype=bool)
-    deviations: frozenset = frozenset()
+    deviations: set = set()
+    mine = _line_groups(tokens)
+    my_lines = [tuple(texts[start:end]) for start, end in mine]
     for stream in streams:
-        matcher = difflib.SequenceMatcher(None, texts, stream, autojunk=False)
-        for start, _, size in matcher.get_matching_blocks():
-            if size >= MIN_ALIGNED:
-                aligned[start:start + size] = True
-        if stream is streams[-1]:
-            deviations = frozenset((ref_start, ref_end, tuple(texts[start:end]))
-                                   for tag, start, end, ref_start, ref_end in matcher.get_opcodes()
-                                   if tag != "equal" and end - start <= DEVIATION_TOKENS
-                                   and ref_end - ref_start <= DEVIATION_TOKENS)
-    return aligned, deviations
+        theirs = _line_groups(stream)
+        their_lines = [tuple(stream.texts[start:end]) for start, end in theirs]
+        last = stream is streams[-1]
+        lines = difflib.SequenceMatcher(None, my_lines, their_lines, autojunk=False)
+        for tag, i1, i2, j1, j2 in lines.get_opcodes():
+            a0 = mine[i1][0] if i1 < i2 else (mine[i1][0] if i1 < len(mine) else len(texts))
+            a1 = mine[i2 - 1][1] if i1 < i2 else a0
+            b0 = theirs[j1][0] if j1 < j2 else (theirs[j1][0] if j1 < len(theirs) else len(stream.texts))
+            b1 = theirs[j2 - 1][1] if j1 < j2 else b0
+            if tag == "equal":
+                aligned[a0:a1] = True
+                continue
+            words = difflib.SequenceMatcher(None, texts[a0:a1], stream.texts[b0:b1], autojunk=False)
+            for start, _, size in words.get_matching_blocks():
+                if size >= MIN_ALIGNED:
+                    aligned[a0 + start:a0 + start + size] = True
+            if last:
+                deviations.update((b0 + r0, b0 + r1, tuple(texts[a0 + s0:a0 + s1]))
+                                  for op, s0, s1, r0, r1 in words.get_opcodes()
+                                  if op != "equal" and s1 - s0 <= DEVIATION_TOKENS and r1 - r0 <= DEVIATION_TOKENS)
+    return aligned, frozenset(deviations)
 
 
 def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k: int = K,
-                kit: list[list[str]] = ()) -> Fingerprint:
+                kit: list[Tokens] = ()) -> Fingerprint:
     """``kit``: token streams (``kit_streams``) whose aligned tokens are never the student's own."""
     hashes = kgram_hashes(token_ids(tokens.texts), k)
     in_kit = np.isin(hashes, boilerplate, assume_unique=False)
@@ -123,7 +148,7 @@ def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k:
     own = ~covered
     deviations: frozenset = frozenset()
     if kit:
-        aligned, deviations = aligned_with_kit(tokens.texts, kit)
+        aligned, deviations = aligned_with_kit(tokens, kit)
         own &= ~aligned
     own_bits = int.from_bytes(np.packbits(own, bitorder="little").tobytes(), "little")
     positions: dict[int, list[int]] = {}
