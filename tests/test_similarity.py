@@ -686,3 +686,26 @@ def test_a_very_long_file_is_compared_in_part(tmp_path):
     md = report.files[1].read_text(encoding="utf-8")
     assert "long_lou" in md[md.index("## Compared in part"):]
     assert (report.pairs[0].a, report.pairs[0].b) == COPIED
+
+
+def test_side_by_side_puts_matching_lines_beside_each_other(teaching):
+    from autograder.similarity.report import _paired_lines
+    _, report = teaching
+    top = report.pairs[0]
+    a, b = (next(s for s in report.students if s.student == name) for name in (top.a, top.b))
+
+    def line_tokens(student, line):
+        return [t for t, first in zip(student.tokens.texts, student.tokens.first) if first == line]
+
+    both = 0
+    for fragment in top.fragments:
+        rows = _paired_lines(a, b, fragment)
+        for left, right in rows:
+            if left is not None and right is not None:
+                both += 1
+                assert line_tokens(a, left) == line_tokens(b, right), (left, right)
+        # a side's line numbers still run in order, each once
+        for side in (0, 1):
+            numbers = [row[side] for row in rows if row[side] is not None]
+            assert numbers == sorted(set(numbers))
+    assert both >= 5

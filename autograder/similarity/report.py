@@ -45,24 +45,47 @@ def _shown(line: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "~"
 
 
+def _paired_lines(a: StudentFile, b: StudentFile, fragment: Fragment) -> list[tuple[int | None, int | None]]:
+    """(line in a, line in b) rows: lines that hold matched tokens side by side (the fragment's
+    tokens match one to one along its diagonal), a line with no partner beside a blank."""
+    rows: list[tuple[int | None, int | None]] = []
+    last_a, last_b = fragment.a_lines[0] - 1, fragment.b_lines[0] - 1
+    count = min(fragment.a_tokens[1] - fragment.a_tokens[0], fragment.b_tokens[1] - fragment.b_tokens[0])
+    for offset in range(count):
+        line_a = a.tokens.first[fragment.a_tokens[0] + offset]
+        line_b = b.tokens.first[fragment.b_tokens[0] + offset]
+        if not (fragment.a_lines[0] <= line_a <= fragment.a_lines[1]
+                and fragment.b_lines[0] <= line_b <= fragment.b_lines[1]):
+            continue
+        if line_a <= last_a and line_b <= last_b:
+            continue
+        # lines in between (comments, blank lines, a line only one side has) on their own rows
+        rows += [(n, None) for n in range(last_a + 1, line_a)]
+        rows += [(None, n) for n in range(last_b + 1, line_b)]
+        rows.append((line_a if line_a > last_a else None, line_b if line_b > last_b else None))
+        last_a, last_b = max(last_a, line_a), max(last_b, line_b)
+    rows += [(n, None) for n in range(last_a + 1, fragment.a_lines[1] + 1)]
+    rows += [(None, n) for n in range(last_b + 1, fragment.b_lines[1] + 1)]
+    return rows[:LINES_SHOWN]
+
+
 def _side_by_side(a: StudentFile, b: StudentFile, fragment: Fragment) -> list[str]:
-    """The two stretches in two columns of one fenced block, each line with its number."""
+    """The two stretches in two columns of one fenced block, each line with its number,
+    the lines that match beside each other."""
     a_lines, b_lines = a.source.split("\n"), b.source.split("\n")
-    left = list(range(fragment.a_lines[0], fragment.a_lines[1] + 1))[:LINES_SHOWN]
-    right = list(range(fragment.b_lines[0], fragment.b_lines[1] + 1))[:LINES_SHOWN]
     width = COLUMN_WIDTH
 
-    def column(numbers: list[int], lines: list[str], k: int) -> str:
-        if k >= len(numbers) or numbers[k] > len(lines):
+    def column(number: int | None, lines: list[str]) -> str:
+        if number is None or number > len(lines):
             return ""
-        return f"{numbers[k]:>4} {_shown(lines[numbers[k] - 1], width - 5)}"
+        return f"{number:>4} {_shown(lines[number - 1], width - 5)}"
 
     rows = ["~~~text",
             f"{_shown(a.shown_path, width - 12) + ' ' + _span(fragment.a_lines):<{width}} | "
             f"{_shown(b.shown_path, width - 12)} {_span(fragment.b_lines)}",
             f"{'-' * width} | {'-' * width}"]
-    for k in range(max(len(left), len(right))):
-        rows.append(f"{column(left, a_lines, k):<{width}} | {column(right, b_lines, k)}".rstrip())
+    for left, right in _paired_lines(a, b, fragment):
+        rows.append(f"{column(left, a_lines):<{width}} | {column(right, b_lines)}".rstrip())
     return rows + ["~~~"]
 
 
