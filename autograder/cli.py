@@ -122,8 +122,9 @@ def _cmd_nbgrader_verify(args: argparse.Namespace) -> int:
         return 2
     for difference in differences:
         print(f"{difference.student}: {difference.problem}")
-    print(f"{compared} submissions regraded with the sandboxed grader: "
-          + (f"{len(differences)} differ from the gradebook" if differences else "the gradebook agrees"))
+    print(f"{compared} submission{'' if compared == 1 else 's'} regraded with the sandboxed grader: "
+          + (f"{len(differences)} differ{'s' if len(differences) == 1 else ''} from the gradebook"
+             if differences else "the gradebook agrees"))
     return 1 if differences else 0
 
 

@@ -1,6 +1,7 @@
 """The nbgrader course round trip with real nbgrader and its real SQLite gradebook:
-init, generate_assignment, three students (correct, wrong in one part, hostile) and one
-without a notebook, autograde, export, generate_feedback, verify."""
+init, generate_assignment, three students (correct, wrong in one part, hostile), one whose
+file is misnamed (next to the student zip's autograder/ folder) and one without a notebook,
+autograde, export, generate_feedback, verify."""
 import csv
 import html
 import json
@@ -51,6 +52,12 @@ STUDENTS = {
     "hostile": HOSTILE_HEADER + (EXAMPLES / "layer3_downsample_first" / STUDENT_FILE).read_text(encoding="utf-8"),
 }
 NO_NOTEBOOK = "no_notebook"
+# A browser's second download: graded like `python -m autograder grade` grades it, with a note.
+MISNAMED = "misnamed"
+MISNAMED_FILE = "resnet50_skeleton (1).py"
+# The student zip's public checks, handed back with the notebook: the test cells must still
+# import the installed kit's grader, not this folder.
+SHADOWING_PACKAGE = 'raise ImportError("the handed-in autograder/ folder was imported")\n'
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
@@ -82,6 +89,11 @@ def course(tmp_path_factory):
         shutil.copy(released / NOTEBOOK_NAME, folder / NOTEBOOK_NAME)
         shutil.copy(released / "vgg.py", folder / "vgg.py")
         (folder / STUDENT_FILE).write_text(text, encoding="utf-8")
+    misnamed = course / "submitted" / MISNAMED / ASSIGNMENT
+    (misnamed / "autograder").mkdir(parents=True)
+    (misnamed / "autograder" / "__init__.py").write_text(SHADOWING_PACKAGE, encoding="utf-8")
+    shutil.copy(released / NOTEBOOK_NAME, misnamed / NOTEBOOK_NAME)
+    (misnamed / MISNAMED_FILE).write_text(STUDENTS["wrong_q1a"], encoding="utf-8")
     lone = course / "submitted" / NO_NOTEBOOK / ASSIGNMENT
     lone.mkdir(parents=True)
     (lone / STUDENT_FILE).write_text(STUDENTS["correct"], encoding="utf-8")
@@ -98,6 +110,8 @@ def cli_results(course, tmp_path_factory):
     for student, text in STUDENTS.items():
         (folder / student).mkdir(parents=True)
         (folder / student / STUDENT_FILE).write_text(text, encoding="utf-8")
+    (folder / MISNAMED).mkdir()
+    (folder / MISNAMED / MISNAMED_FILE).write_text(STUDENTS["wrong_q1a"], encoding="utf-8")
     results = grade_batch(folder, folder.parent / "out", jobs=2, progress=False, log=lambda *_: None)
     return {r["extra_data"]["student"]: r for r in results}
 
@@ -134,6 +148,16 @@ def test_source_notebook_has_one_hidden_test_cell_per_rubric_part_with_its_point
     # Autograde downloads nothing, trains nothing, never imports the student's file in the kernel.
     assert {"kit:data", "kit:vgg-train", "kit:resnet-train", "kit:q1-check", "kit:resnet-build",
             "kit:submission"} <= tagged
+    # Only the test cells run under autograde: the feedback shows none of the TA run's output.
+    assert [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.cell_type == "code"
+            and SKIP_TAG not in c.metadata.get("tags", [])] == [grade_id_for_part(p) for p in PART_IDS]
+    # Nothing waits for a manual grade: the report-notes cell is plain Markdown without TA notes.
+    manual = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+              or (c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "markdown")]
+    assert manual == []
+    assert not any("TA notes" in c.source for c in nb.cells if c.cell_type == "markdown")
+    submission = next(c.source for c in nb.cells if c.source.startswith("## 6. Submission"))
+    assert "nbgrader submit" in submission and "this notebook together with `resnet50_skeleton.py`" in submission
 
 
 def test_init_refuses_an_existing_course_and_force_rewrites_only_the_kits_files(tmp_path):
@@ -145,10 +169,16 @@ def test_init_refuses_an_existing_course_and_force_rewrites_only_the_kits_files(
     with pytest.raises(CourseError, match="already holds an nbgrader course"):
         init_course(course)
     (course / "gradebook.db").write_text("the TA's gradebook")
+    config = course / "nbgrader_config.py"
+    config.write_text(config.read_text() + "c.Exchange.root = '/srv/exchange'\n")
     (course / "source" / ASSIGNMENT / NOTEBOOK_NAME).write_text("edited by hand")
     init_course(course, force=True)
     assert (course / "gradebook.db").read_text() == "the TA's gradebook"
     assert json.loads((course / "source" / ASSIGNMENT / NOTEBOOK_NAME).read_text())["cells"]
+    config.write_text(config.read_text().replace("c.Execute.timeout = 300", "c.Execute.timeout = 1"))
+    init_course(course, force=True)   # the kit's part is rewritten, the TA's settings below the marker kept
+    assert "c.Execute.timeout = 300" in config.read_text()
+    assert config.read_text().count("c.Exchange.root = '/srv/exchange'") == 1
     with pytest.raises(CourseError, match="assignment name"):
         init_course(tmp_path / "other", assignment="../escape")
     refused = kit_cli(tmp_path, "nbgrader", "init", str(course))
@@ -186,11 +216,12 @@ def test_autograde_grades_every_student_and_keeps_the_handed_in_file(course):
         assert (graded / NOTEBOOK_NAME).is_file(), log[-3000:]
         assert (graded / STUDENT_FILE).read_text(encoding="utf-8") == text   # not the instructor's copy
     assert "data" not in {p.name for p in (course / "autograded" / "correct" / ASSIGNMENT).iterdir()}
+    assert (course / "autograded" / MISNAMED / ASSIGNMENT / NOTEBOOK_NAME).is_file(), log[-3000:]
 
 
 def test_gradebook_per_part_scores_equal_the_cli(course, cli_results):
     book = gradebook_parts(course)
-    for student in STUDENTS:
+    for student in [*STUDENTS, MISNAMED]:
         cli_parts = cli_results[student]["extra_data"]["parts"]
         for part in PART_IDS:
             assert book[student][grade_id_for_part(part)] == pytest.approx(cli_parts[part], abs=0.005), \
@@ -199,6 +230,9 @@ def test_gradebook_per_part_scores_equal_the_cli(course, cli_results):
     wrong = cli_results["wrong_q1a"]["extra_data"]["parts"]
     assert wrong["Q1a"] < 20 and [wrong[p] for p in PART_IDS[1:]] == [20, 25, 20, 20]
     assert cli_results["hostile"]["extra_data"]["parts"]["Q2b"] < 20   # its tampering changed nothing
+    # The misnamed file is graded (not 0) in the gradebook, exactly as the CLI grades it.
+    assert cli_results[MISNAMED]["extra_data"]["parts"] == wrong
+    assert book[MISNAMED][grade_id_for_part("Q1b")] == 20
 
 
 def test_export_gives_totals_out_of_105(course, cli_results):
@@ -220,6 +254,14 @@ def test_feedback_shows_the_clis_per_check_messages(course, cli_results):
     assert messages
     for message in messages:
         assert html.escape(message, quote=False) in page or html.escape(message) in page, message
+    # No output of the TA's run of the notebook's own cells (missing checkpoints, the TA's
+    # paths): only the test cells have outputs.
+    graded = nbformat.read(course / "autograded" / "correct" / ASSIGNMENT / NOTEBOOK_NAME, as_version=4)
+    with_output = [c.metadata.get("nbgrader", {}).get("grade_id", c.source[:60]) for c in graded.cells
+                   if c.cell_type == "code" and c.outputs]
+    assert with_output == [grade_id_for_part(p) for p in PART_IDS]
+    misnamed = (course / "feedback" / MISNAMED / ASSIGNMENT / "CNN_Implementation.html").read_text(encoding="utf-8")
+    assert html.escape(f"graded {MISNAMED_FILE}", quote=False) in misnamed
 
 
 def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
@@ -228,6 +270,7 @@ def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
     # Only the student whose notebook is missing differs: nbgrader graded nothing for them.
     assert [line.split(":")[0] for line in lines[:-1]] == [NO_NOTEBOOK], result.stdout + result.stderr
     assert "was not handed in" in lines[0] and "the CLI gives 105" in lines[0]
+    assert lines[-1] == "5 submissions regraded with the sandboxed grader: 1 differs from the gradebook"
     assert result.returncode == 1
     with sqlite3.connect(course / "gradebook.db") as db:
         changed = db.execute(

@@ -21,7 +21,7 @@ CELL_TIMEOUT_S = 300   # one test cell grades the file in the sandbox (60 s limi
 
 CONFIG_TEMPLATE = '''\
 # nbgrader configuration written by `python -m autograder nbgrader init` (cnn-assignment-kit).
-# `init --force` rewrites this file: keep course-specific settings below the marked line.
+# `init --force` rewrites the part above the marked line: keep course-specific settings below it.
 c = get_config()  # noqa: F821 (nbgrader provides it)
 
 c.CourseDirectory.course_id = {course_id!r}
@@ -37,8 +37,24 @@ c.Execute.timeout = {timeout}
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
                             "data", "results", "submission.zip", "*.ckpt"]
 
-# ---- course-specific settings below this line are yours (init --force keeps none of them)
+{marker}
 '''
+CONFIG_MARKER = "# ---- course-specific settings below this line are yours (init --force keeps them)"
+# Earlier kits wrote this marker; what follows it is kept too.
+OLD_CONFIG_MARKERS = ("# ---- course-specific settings below this line are yours",)
+
+
+def _course_settings(config: Path) -> str:
+    """What the TA wrote below the marker of an existing config ('' when none)."""
+    try:
+        text = config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.startswith(OLD_CONFIG_MARKERS):
+            return "".join(lines[index + 1:])
+    return ""
 
 
 class CourseError(ValueError):
@@ -61,7 +77,7 @@ def kit_files(assignment: str) -> dict[str, str]:
 def init_course(course_dir: Path, assignment: str = DEFAULT_ASSIGNMENT, force: bool = False) -> list[str]:
     """Write the course's kit files; returns one line per file. Refuses an existing course
     unless ``force``, which rewrites only the kit's own files (gradebook, submissions and
-    anything else in the folder stay)."""
+    anything else in the folder stay; the config keeps everything below its marker line)."""
     course_dir = Path(course_dir)
     if not ASSIGNMENT_RE.match(assignment):
         raise CourseError(f"assignment name {assignment!r} must be letters, digits, '_', '-' or '.'")
@@ -74,7 +90,8 @@ def init_course(course_dir: Path, assignment: str = DEFAULT_ASSIGNMENT, force: b
                           "use --force to rewrite the kit's files in it")
     files[CONFIG_NAME] = CONFIG_TEMPLATE.format(course_id=course_dir.resolve().name or "course",
                                                 assignment=assignment, student_file=STUDENT_FILE,
-                                                timeout=CELL_TIMEOUT_S)
+                                                timeout=CELL_TIMEOUT_S, marker=CONFIG_MARKER)
+    files[CONFIG_NAME] += _course_settings(course_dir / CONFIG_NAME)
     notes = []
     for name, text in files.items():
         target = course_dir / name

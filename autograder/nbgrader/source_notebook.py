@@ -6,10 +6,15 @@ Steps on the solved notebook (``solutions/CNN_Implementation.ipynb``):
 * solution regions keep their ``BEGIN SOLUTION`` / ``END SOLUTION`` lines: nbgrader's
   ``ClearSolutions`` recognises those markers itself (in Markdown too), so
   ``generate_assignment`` removes the regions;
-* :func:`skip_under_autograde` -- cells that load data, train, or import the student's
-  file into the kernel get nbclient's ``skip-execution`` tag: ``nbgrader autograde``
-  (which executes through nbclient) passes over them, so it downloads nothing, trains
-  nothing and runs student code only in the grader's sandbox;
+* :func:`skip_under_autograde` -- every code cell of the solved notebook gets nbclient's
+  ``skip-execution`` tag: ``nbgrader autograde`` (which executes through nbclient) passes
+  over them, so it downloads nothing, trains nothing, runs student code only in the
+  grader's sandbox, and the feedback shows no output of the TA's run (missing
+  checkpoints, the TA's paths);
+* :func:`plain_report_notes` -- the 0-point report-notes cell becomes plain Markdown (no
+  nbgrader metadata, TA notes removed): the report is a PDF, so nothing waits for a
+  manual grade when a student types in it;
+* :func:`say_nbgrader_submission` -- the submission text says what nbgrader students hand in;
 * :func:`add_test_cells` -- one hidden, locked, autograded test cell per rubric part.
 """
 from __future__ import annotations
@@ -22,13 +27,12 @@ from autograder.nbgrader import grade_id_for_part
 from autograder.spec import RUBRIC_PATH, load_rubric
 
 SKIP_TAG = "skip-execution"   # nbclient's NotebookClient.skip_cells_with_tag
-# The solved notebook's cells (by their kit:* tag) that autograde must not run: data
-# (a download), training, plots of the data, and the checks that import the student's file.
-SKIPPED_UNDER_AUTOGRADE = (
-    "kit:data", "kit:samples", "kit:budget", "kit:vgg-load", "kit:vgg-train",
-    "kit:q1-check", "kit:resnet-build", "kit:resnet-sanity", "kit:resnet-load",
-    "kit:resnet-train", "kit:resnet-analysis", "kit:results", "kit:submission",
-)
+REPORT_NOTES_ID = "report-notes"
+SUBMISSION_HEADING = "## 6. Submission"
+NBGRADER_SUBMISSION = (
+    "**In this course (nbgrader): submit the whole assignment folder** -- this notebook together with "
+    "`resnet50_skeleton.py` next to it (the Assignments tab's *Submit* button, or `nbgrader submit`, "
+    "does this). The autograder grades the `.py` file; hand in the PDF report as your course says.")
 TESTS_HEADING_ID = "nbgrader-tests-heading"
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
@@ -46,12 +50,30 @@ def read_solved_notebook(path: Path):
     return _nbformat().reads(json.dumps(raw), as_version=4)
 
 
-def skip_under_autograde(nb, tags=SKIPPED_UNDER_AUTOGRADE):
+def skip_under_autograde(nb):
+    """Tag every code cell: the test cells (added after) are the only ones autograde runs."""
     for cell in nb.cells:
         cell_tags = cell.metadata.get("tags", [])
-        if any(tag in cell_tags for tag in tags) and SKIP_TAG not in cell_tags:
+        if cell.cell_type == "code" and SKIP_TAG not in cell_tags:
             cell.metadata["tags"] = [*cell_tags, SKIP_TAG]
     return nb
+
+
+def plain_report_notes(nb):
+    from autograder.release.notebook import drop_markdown_solutions
+    for index, cell in enumerate(nb.cells):
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == REPORT_NOTES_ID:
+            cell.metadata.pop("nbgrader")
+            cell.source = drop_markdown_solutions(cell.source, f"cell {index}").rstrip() + "\n"
+    return nb
+
+
+def say_nbgrader_submission(nb):
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith(SUBMISSION_HEADING):
+            cell.source = cell.source.rstrip() + "\n\n" + NBGRADER_SUBMISSION + "\n"
+            return nb
+    raise ValueError(f"the solved notebook has no {SUBMISSION_HEADING!r} cell")
 
 
 def test_cell_source(part_id: str, title: str, points: float) -> str:
@@ -59,6 +81,9 @@ def test_cell_source(part_id: str, title: str, points: float) -> str:
             "# It runs when the course staff grade your submission; your resnet50_skeleton.py is\n"
             "# graded in a sandbox and this cell shows what each check found.\n"
             f"{HIDDEN_BEGIN}\n"
+            "import os, sys\n"
+            "# The installed kit's grader, never an autograder/ folder handed in with the notebook.\n"
+            "sys.path[:] = [p for p in sys.path if p not in ('', '.') and os.path.abspath(p) != os.getcwd()]\n"
             "from autograder.nbgrader.test_cell import score_part\n"
             f"score_part({part_id!r})\n"
             f"{HIDDEN_END}\n")
@@ -86,7 +111,8 @@ def add_test_cells(nb, rubric_path: Path = RUBRIC_PATH):
 def build_source_notebook(solved_path: Path, rubric_path: Path = RUBRIC_PATH):
     from autograder.release.notebook import check_nbgrader_metadata, clear_outputs
     nb = copy.deepcopy(read_solved_notebook(solved_path))
-    nb = add_test_cells(skip_under_autograde(clear_outputs(nb)), rubric_path)
+    nb = say_nbgrader_submission(plain_report_notes(skip_under_autograde(clear_outputs(nb))))
+    nb = add_test_cells(nb, rubric_path)
     return check_nbgrader_metadata(nb, "nbgrader source notebook")
 
 

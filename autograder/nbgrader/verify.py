@@ -1,17 +1,20 @@
 """``python -m autograder nbgrader verify COURSE_DIR``: the gradebook against the sandboxed CLI.
 
 Under ``nbgrader autograde`` student code can run in the notebook kernel, so a student
-could change what a test cell returns. ``verify`` regrades every handed-in
-``resnet50_skeleton.py`` with the kit's grader (each file in its sandbox, as
-``python -m autograder grade`` does) and compares each part with the gradebook's
-score for that part's test cell.
+could change what a test cell returns. ``verify`` regrades every student's handed-in
+folder with the kit's grader (the file found as ``python -m autograder grade`` finds it
+in a student folder, ``resnet50_skeleton (1).py`` included, each in its sandbox) and
+compares each part with the gradebook's score for that part's test cell. Every
+submitted student is either compared or listed with the reason.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.nbgrader import NOTEBOOK_NAME, STUDENT_FILE, grade_id_for_part
+from autograder.nbgrader import NOTEBOOK_NAME, grade_id_for_part
+from autograder.nbgrader.test_cell import stage_student_folder
 from autograder.spec import PART_IDS
 
 TOLERANCE = 0.005   # the grader rounds points to 2 decimals
@@ -80,23 +83,22 @@ def verify_course(course_dir: Path, assignment: str, jobs: int = 2,
     students = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
     if not students:
         raise VerifyError(f"no submission of {assignment!r} under {submitted}")
-    # One folder per student holding the handed-in file, as grade_batch expects.
+    # One folder per student with what the test cells grade (the same staging), as grade_batch expects;
+    # rebuilt every run so that a file removed from a submission is not graded from an earlier copy.
     staging = course_dir / VERIFY_OUT / "submissions"
-    staging.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
     for student in students:
-        folder = staging / student
-        folder.mkdir(exist_ok=True)
-        target = folder / STUDENT_FILE
-        handed_in = submitted / student / assignment / STUDENT_FILE
-        target.unlink(missing_ok=True)
-        if handed_in.is_file() and not handed_in.is_symlink():
-            target.write_bytes(handed_in.read_bytes())
+        stage_student_folder(submitted / student / assignment, staging / student)
     results = grade_batch(staging, course_dir / VERIFY_OUT / "grading", jobs=jobs, progress=progress,
                           log=lambda *_: None)
     by_student = {r["extra_data"]["student"]: r for r in results}
     differences = []
     for student in students:
-        cli = by_student.get(student, {}).get("extra_data", {})
+        if student not in by_student:
+            differences.append(Difference(student, "the CLI returned no result for this student "
+                                                   f"(see {course_dir / VERIFY_OUT / 'grading'})"))
+            continue
+        cli = by_student[student].get("extra_data", {})
         cli_parts = cli.get("parts", {})
         book = in_gradebook.get(student)
         notebook_problem = _notebook_problem(submitted / student / assignment / NOTEBOOK_NAME)
