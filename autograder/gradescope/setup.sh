@@ -64,3 +64,16 @@ fi
 # A last check that fails the image build now rather than every student's run later.
 "$venv/bin/python" -c "import torch, numpy, tqdm; print('torch', torch.__version__, 'ready')"
 chmod +x "$kit/run_autograder"
+
+# --- 4. permissions the sandbox relies on ------------------------------------------------
+# Student code drops to user nobody only when nobody can read Python; otherwise it
+# keeps uid 0 without capabilities, which can still write root-owned files. So make
+# the venv (and every folder above it) readable and traversable by others ...
+chmod -R o+rX "$venv"
+dir="$venv"
+while [[ "$dir" != "/" ]]; do
+    dir="$(dirname "$dir")"
+    chmod o+x "$dir"
+done
+# ... and keep the reference solution readable by the grading process (root) only.
+chmod 700 "$kit/solutions"
