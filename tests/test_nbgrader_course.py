@@ -196,7 +196,14 @@ def test_part_feedback_keeps_only_the_parts_checks():
 
 def test_release_leaks_no_solution_no_hidden_test_no_output(course):
     released = course / "release" / ASSIGNMENT
-    assert sorted(p.name for p in released.iterdir()) == sorted([NOTEBOOK_NAME, STUDENT_FILE, "vgg.py"])
+    assert sorted(p.name for p in released.iterdir()) == sorted([NOTEBOOK_NAME, STUDENT_FILE, "vgg.py", "autograder"])
+    # The notebook's public checks and table, as in the student zip; never the grader or the full table.
+    public = sorted(p.relative_to(released).as_posix() for p in (released / "autograder").rglob("*.py"))
+    assert "autograder/check/gate.py" in public and "autograder/spec/public.py" in public
+    assert not any(name.startswith(("autograder/grade", "autograder/nbgrader", "autograder/release"))
+                   for name in public)
+    assert (released / "autograder" / "spec" / "resnet50_layer4_public.toml").is_file()
+    assert not (released / "autograder" / "spec" / "resnet50_layer4.toml").exists()
     student_nb = nbformat.read(released / NOTEBOOK_NAME, as_version=4)
     solved_nb = nbformat.read(KIT_ROOT / "solutions" / NOTEBOOK_NAME, as_version=4)
     assert notebook_leaks(student_nb, solved_nb) == []

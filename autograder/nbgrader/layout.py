@@ -3,8 +3,11 @@
 The course folder gets ``nbgrader_config.py`` and ``source/<assignment>/`` with the
 nbgrader source notebook, the *student* ``resnet50_skeleton.py`` (generated from
 ``solutions/`` as ``release`` does: nbgrader copies ``.py`` files unchanged, so the
-solved file must never go there) and ``vgg.py``. The hidden test cells import the
-grader from the installed kit, so nothing of ``autograder/`` is copied.
+solved file must never go there), ``vgg.py``, and what the notebook's checks need from
+the student zip (``release --bundle``): its public ``autograder/`` folder, so that
+nbgrader releases it too (not the checkpoints: the config ignores ``*.ckpt`` so that
+submissions stay small, so nbgrader would not release them). The hidden test cells
+import the grader from the installed kit, never that folder.
 """
 from __future__ import annotations
 
@@ -61,12 +64,16 @@ class CourseError(ValueError):
     """A course folder that cannot be written as asked."""
 
 
-def kit_files(assignment: str) -> dict[str, str]:
+def kit_files(assignment: str) -> dict[str, str | bytes]:
     """Every file ``init`` writes, relative to the course folder, with its text."""
+    from autograder.release.bundle import bundle_contents
     from autograder.nbgrader.source_notebook import render_source_notebook
     skeleton = next(t for t in TARGETS if t.student == STUDENT_FILE)
     source = f"source/{assignment}"
+    public = {f"{source}/{name}": data for name, data in bundle_contents()
+              if name.startswith("autograder/")}
     return {
+        **public,
         CONFIG_NAME: "",   # filled in by init_course (needs the course id)
         f"{source}/{NOTEBOOK_NAME}": render_source_notebook(KIT_ROOT / "solutions" / NOTEBOOK_NAME, RUBRIC_PATH),
         f"{source}/{STUDENT_FILE}": render(skeleton),
@@ -98,9 +105,10 @@ def init_course(course_dir: Path, assignment: str = DEFAULT_ASSIGNMENT, force: b
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             before = target.read_bytes() if target.exists() else None
-            target.write_bytes(text.encode("utf-8"))
+            data = text if isinstance(text, bytes) else text.encode("utf-8")
+            target.write_bytes(data)
         except OSError as exc:
             raise CourseError(f"cannot write {target}: {exc.strerror or exc}") from None
-        state = "created" if before is None else ("unchanged" if before == text.encode("utf-8") else "rewritten")
+        state = "created" if before is None else ("unchanged" if before == data else "rewritten")
         notes.append(f"{state} {target}")
     return notes
