@@ -17,6 +17,24 @@ def module_at(model: nn.Module, path: str) -> nn.Module | None:
         return None
 
 
+def _forward_one_zero_image(model: nn.Module, handles: list, input_size) -> Exception | None:
+    """One zero image through ``model`` in eval mode (a batch of one: BatchNorm must
+    use running statistics); removes the hooks in ``handles`` and restores the mode.
+    Returns the exception that stopped the pass, or None."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size))
+    except Exception as exc:   # the report says what broke; the caller decides
+        return exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return None
+
+
 def observe_sizes(model: nn.Module, paths: list[str], input_size=(3, 32, 32)):
     """Run one zero image through ``model`` and record each path's output size.
 
@@ -35,18 +53,7 @@ def observe_sizes(model: nn.Module, paths: list[str], input_size=(3, 32, 32)):
             if isinstance(output, torch.Tensor):
                 sizes[path] = tuple(output.shape[1:])
         handles.append(module.register_forward_hook(record))
-    was_training = model.training
-    model.eval()   # batch of one: BatchNorm must use running statistics
-    error = None
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_size))
-    except Exception as exc:   # the report says what broke; the caller decides
-        error = exc
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    error = _forward_one_zero_image(model, handles, input_size)
     return sizes, error
 
 
@@ -65,18 +72,7 @@ def observe_calls(model: nn.Module, probes: list[tuple[str, nn.Module]], input_s
             if isinstance(output, torch.Tensor):
                 calls.setdefault(key, []).append(tuple(output.shape[1:]))
         handles.append(module.register_forward_hook(record))
-    was_training = model.training
-    model.eval()   # batch of one: BatchNorm must use running statistics
-    error = None
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_size))
-    except Exception as exc:   # the report says what broke; the caller decides
-        error = exc
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    error = _forward_one_zero_image(model, handles, input_size)
     sizes: dict[str, tuple[int, ...]] = {}
     listed: dict[int, int] = {}
     for label, module in probes:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autograder.spec.public import StageLookup
+
 try:
     import tomllib
 except ModuleNotFoundError:   # Python 3.10 (a student's laptop): the same parser from PyPI
@@ -49,7 +51,7 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
-class Table:
+class Table(StageLookup):
     class_name: str
     block_class_name: str
     input_size: tuple[int, ...]
@@ -61,24 +63,9 @@ class Table:
     shortcut_plain: dict[str, Any]
     shortcut_downsample: dict[str, Any]
 
-    def stage(self, name: str) -> StageSpec:
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        raise KeyError(f"no stage named {name!r} in the table")
-
     @property
     def block_stages(self) -> tuple[StageSpec, ...]:
         return tuple(s for s in self.stages if s.blocks)
-
-    def stage_input_size(self, name: str) -> tuple[int, ...]:
-        """The size a stage receives: the previous stage's output (or the image)."""
-        previous = self.input_size
-        for stage in self.stages:
-            if stage.name == name:
-                return previous
-            previous = stage.output_size
-        raise KeyError(f"no stage named {name!r} in the table")
 
     def unit_specs(self, block: BlockSpec) -> list[dict[str, Any]]:
         """The three conv units of a block's `layer`, with numbers filled in."""

@@ -93,25 +93,17 @@ class PublicStage:
         return sizes
 
 
-@dataclass(frozen=True)
-class PublicTable:
-    class_name: str
-    block_class_name: str
+class StageLookup:
+    """Finding stages by name, shared by the full table and the public one
+    (the public one ships alone in the student zip, so it lives here)."""
     input_size: tuple[int, ...]
-    num_classes: int
-    parameters: int
-    state_dict_keys: int
-    stages: tuple[PublicStage, ...]
+    stages: tuple
 
-    def stage(self, name: str) -> PublicStage:
+    def stage(self, name: str):
         for stage in self.stages:
             if stage.name == name:
                 return stage
         raise KeyError(f"no stage named {name!r} in the table")
-
-    @property
-    def block_stages(self) -> tuple[PublicStage, ...]:
-        return tuple(s for s in self.stages if s.groups)
 
     def stage_input_size(self, name: str) -> tuple[int, ...]:
         """The size a stage receives: the previous stage's output (or the image)."""
@@ -121,6 +113,21 @@ class PublicTable:
                 return previous
             previous = stage.output_size
         raise KeyError(f"no stage named {name!r} in the table")
+
+
+@dataclass(frozen=True)
+class PublicTable(StageLookup):
+    class_name: str
+    block_class_name: str
+    input_size: tuple[int, ...]
+    num_classes: int
+    parameters: int
+    state_dict_keys: int
+    stages: tuple[PublicStage, ...]
+
+    @property
+    def block_stages(self) -> tuple[PublicStage, ...]:
+        return tuple(s for s in self.stages if s.groups)
 
 
 # --------------------------------------------------------------------------- loading
