@@ -219,6 +219,33 @@ def test_a_partly_filled_skeleton_is_compared(tmp_path):
 
 # ---- normalisation: families of honest forms and of disguises --------------------------
 
+FORWARD = """        out = self.layer1(x)
+        out = self.layer2(out)
+        out = self.layer3(out)
+        out = self.layer4(out)
+        out = self.avgpool(out)
+        out = out.view(out.size(0), -1)
+        out = self.fc(out)
+        return out
+"""
+STAGE_LOOP = """        for layer in [self.layer1, self.layer2, self.layer3, self.layer4, self.avgpool]:
+            x = layer(x)
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+"""
+STAGE_LOOP_TUPLE = """        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+        x = self.avgpool(x)
+        x = x.view(x.size(0), -1)
+        x = self.fc(x)
+        return x
+"""
+STAGE_LOOP_TAIL = """        for blk in [self.layer1, self.layer2, self.layer3, self.layer4, self.avgpool]:
+            inp = blk(inp)
+        inp = inp.view(inp.size(0), -1)
+        inp = self.fc(inp)
+        return inp
+"""
 ACCEPTED_FORMS = {
     "reference": fill(),
     "keyword arguments": fill(KWARGS),
@@ -239,6 +266,10 @@ ACCEPTED_FORMS = {
                                        "nn.Conv2d(", "torch.nn.Conv2d(").replace("import torch.nn as nn",
                                                                                 "import torch\nimport torch.nn as nn"),
     "default downsample left out": fill({"Q2: the arguments of layer2's first ResidualBlock": "64, 64, 256"}),
+    "forward() looping over the stages in a list": sub(fill(), FORWARD, STAGE_LOOP),
+    "forward() looping over a tuple, pooling after": sub(fill(), FORWARD, STAGE_LOOP_TUPLE),
+    "forward() looping, then torch.flatten": sub(sub(fill(), FORWARD, STAGE_LOOP_TAIL),
+                                                "inp.view(inp.size(0), -1)", "torch.flatten(inp, 1)"),
     "all at once": torch_flatten(plain_super(adaptive_pool(fill({**KWARGS, **LIST_COMPREHENSIONS})))),
 }
 
@@ -257,6 +288,17 @@ def test_every_accepted_form_is_boilerplate(kit, form):
     assert tokens.parsed
     own = fingerprint(tokens, token_ids, kit_hashes).own
     assert own.sum() == 0, [(tokens.texts[i], tokens.first[i]) for i in own.nonzero()[0]]
+
+
+def test_two_students_looping_over_the_stages_in_forward_score_low(tmp_path):
+    """A common idiom written with different names, in a class that otherwise answers alike."""
+    files = {"loop_pia": sub(fill(), FORWARD, STAGE_LOOP),
+             "loop_quin": sub(fill(), FORWARD, STAGE_LOOP_TAIL.replace("        for blk in", "        for b in")
+                              .replace("blk(", "b(").replace("inp", "h")),
+             "loop_rae": sub(fill(KWARGS), FORWARD, STAGE_LOOP_TUPLE),
+             "canonical_sol": fill(), "kwargs_tom": fill(KWARGS)}
+    report = run(tmp_path, files)
+    assert max(p.score for p in report.pairs) < 0.05, [(p.a, p.b, p.score) for p in report.pairs[:3]]
 
 
 def test_a_mistake_is_the_students_own(kit):

@@ -89,6 +89,33 @@ def accepted_variants(solution: str) -> list[str]:
                  solution.replace(imports, imports + "import torch.nn.functional as F\n", 1),
                  solution.replace(imports, "import torch\n" + imports + "import torch.nn.functional as F\n", 1),
                  solution.replace(imports, "from torch import nn\n", 1)]
+    return variants + _stage_loop_variants(solution)
+
+
+STAGES = "self.layer1, self.layer2, self.layer3, self.layer4"
+SOLUTION_FORWARD = """        out = self.layer1(x)
+        out = self.layer2(out)
+        out = self.layer3(out)
+        out = self.layer4(out)
+        out = self.avgpool(out)
+        out = out.view(out.size(0), -1)
+        out = self.fc(out)
+        return out
+"""
+
+
+def _stage_loop_variants(solution: str) -> list[str]:
+    """forward() looping over the stages (``for layer in [self.layer1, ...]: x = layer(x)``):
+    a common idiom, in a list or a tuple, with or without the pooling, either tail."""
+    if SOLUTION_FORWARD not in solution:
+        return []
+    variants = []
+    for opening, closing in (("[", "]"), ("(", ")")):
+        for stages, after in ((STAGES + ", self.avgpool", ""), (STAGES, "        x = self.avgpool(x)\n")):
+            for tail in ("        return self.fc(x)\n", "        x = self.fc(x)\n        return x\n"):
+                body = (f"        for layer in {opening}{stages}{closing}:\n            x = layer(x)\n"
+                        + after + "        x = x.view(x.size(0), -1)\n" + tail)
+                variants.append(solution.replace(SOLUTION_FORWARD, body, 1))
     return variants
 
 

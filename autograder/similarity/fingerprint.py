@@ -130,7 +130,9 @@ def aligned_with_kit(tokens: Tokens, streams: list[Tokens]) -> tuple[np.ndarray,
             for start, _, size in words.get_matching_blocks():
                 if size >= MIN_ALIGNED:
                     aligned[a0 + start:a0 + start + size] = True
-            if last:
+            # a changed value inside lines that otherwise match the reference's, one for one
+            # (a rewritten block, such as forward() as a loop, is a different form, not a deviation)
+            if last and tag == "replace" and i2 - i1 == j2 - j1:
                 deviations.update((b0 + r0, b0 + r1, tuple(texts[a0 + s0:a0 + s1]))
                                   for op, s0, s1, r0, r1 in words.get_opcodes()
                                   if op != "equal" and s1 - s0 <= DEVIATION_TOKENS and r1 - r0 <= DEVIATION_TOKENS)
