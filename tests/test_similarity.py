@@ -490,7 +490,7 @@ def test_shared_rare_deductions_raise_a_pair_and_half_the_class_is_no_evidence(g
     with_grades = similarity_report(graded_class / "subs", tmp_path / "graded", grades=graded_class / "grades", jobs=1)
     before, after = scores(without), scores(with_grades)
     rare = next(p for p in with_grades.pairs if (p.a, p.b) == ("rare_1", "rare_2"))
-    assert rare.shared_deductions and all(d.startswith("Q1a") for d in rare.shared_deductions)
+    assert rare.shared_deductions and all(d.startswith("Q1a") for d, _ in rare.shared_deductions)
     assert after["rare_1", "rare_2"] > before["rare_1", "rare_2"] + 0.05
     for pair in [("half_1", "half_2"), ("half_1", "half_3"), ("half_2", "half_3")]:
         assert after[pair] == before[pair]                # 3 of 6 made it: no evidence
@@ -616,6 +616,45 @@ def test_copied_rare_one_value_mistake_ranks_above_honest_pairs(looped):
     assert rare > max(honest)
     names = [(p.a, p.b) for p in report.pairs]
     assert names.index(("rare_copy_noah", "rare_mia")) <= 2      # after the copy (and maybe the shared stride)
+
+
+def _sections(markdown: str) -> dict[tuple[str, str], str]:
+    """(student_a, student_b) -> the text of that pair's section in similarity.md."""
+    found = re.split(r"^## \d+\. ", markdown, flags=re.M)[1:]
+    return {tuple(re.match(r"(\S+) and (\S+):", part).groups()): part.split("\n## ")[0] for part in found}
+
+
+def test_every_contribution_to_a_score_is_listed_in_its_section(looped):
+    files, report = looped
+    sections = _sections((report.files[1]).read_text(encoding="utf-8"))
+    rare = sections["rare_copy_noah", "rare_mia"]
+    line_of = {name: 1 + files[name].split("ResidualBlock(1024, 256, 1024, True),\n        )")[0].count("\n")
+               for name in ("rare_copy_noah", "rare_mia")}
+    assert (f"rare_copy_noah/resnet50_skeleton.py line {line_of['rare_copy_noah']} and "
+            f"rare_mia/resnet50_skeleton.py line {line_of['rare_mia']}: both wrote `True`") in rare
+    shown = {(p.a, p.b): p for p in report.pairs if (p.a, p.b) in sections}
+    assert shown
+    for key, pair in shown.items():
+        text = sections[key]
+        assert f"- evidence: {pair.evidence:.1f} own tokens" in text
+        listed = re.findall(r"\(\+(\d+\.\d)\)", text)   # each item's evidence before its kind's cap
+        items = (list(pair.shared_comments) + list(pair.shared_deviations) + list(pair.shared_layout)
+                 + list(pair.shared_deductions))
+        assert len(listed) == len(items), (key, text)
+        assert abs(pair.code_evidence + sum(pair.capped) - pair.evidence) < 1e-9
+        assert f"own code shared: {pair.code_evidence:.1f} tokens" in text
+
+
+def test_pairs_and_fragments_without_evidence_are_not_shown(looped):
+    _, report = looped
+    markdown = report.files[1].read_text(encoding="utf-8")
+    sections = _sections(markdown)
+    assert sections and all(round(p.evidence) > 0 for p in report.pairs if (p.a, p.b) in sections)
+    faint = [p for p in report.pairs if 0 < p.score and round(p.evidence) == 0]
+    assert faint, "the class should hold pairs with a trace of evidence"
+    assert not any((p.a, p.b) in sections for p in faint)
+    weights = [float(w) for w in re.findall(r"own tokens?, (\d+\.\d) rarity-weighted\)", markdown)]
+    assert weights and min(weights) >= 0.5
 
 
 def test_a_mistake_three_students_made_stays_low(tmp_path):

@@ -12,7 +12,7 @@ exact; ``winnow`` is the MOSS selection, used by the plain baseline.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,6 +59,8 @@ class Fingerprint:
     own_bits: int                       # the same as a Python int (bit i = token i)
     positions: dict[int, list[int]]     # non-boilerplate hash -> start positions
     deviations: frozenset = frozenset()  # small changes from the reference (see ``aligned_with_kit``)
+    # each deviation -> (first line, last line in this file, line in the reference, the reference's tokens)
+    deviation_lines: dict = field(default_factory=dict)
 
     @property
     def own_count(self) -> int:
@@ -99,7 +101,7 @@ def _line_groups(tokens: Tokens) -> list[tuple[int, int]]:
     return groups
 
 
-def aligned_with_kit(tokens: Tokens, streams: list[Tokens]) -> tuple[np.ndarray, frozenset]:
+def aligned_with_kit(tokens: Tokens, streams: list[Tokens]) -> tuple[np.ndarray, dict]:
     """bool per token: part of a run of tokens that a diff against one of ``streams`` matches;
     and the small deviations from the last stream (the reference solution): a changed literal
     or argument, keyed by where it sits in the solution and what the student wrote instead.
@@ -110,7 +112,7 @@ def aligned_with_kit(tokens: Tokens, streams: list[Tokens]) -> tuple[np.ndarray,
     files costs a second per file)."""
     texts = tokens.texts
     aligned = np.zeros(len(texts), dtype=bool)
-    deviations: set = set()
+    deviations: dict = {}
     mine = _line_groups(tokens)
     my_lines = [tuple(texts[start:end]) for start, end in mine]
     for stream in streams:
@@ -133,10 +135,13 @@ def aligned_with_kit(tokens: Tokens, streams: list[Tokens]) -> tuple[np.ndarray,
             # a changed value inside lines that otherwise match the reference's, one for one
             # (a rewritten block, such as forward() as a loop, is a different form, not a deviation)
             if last and tag == "replace" and i2 - i1 == j2 - j1:
-                deviations.update((b0 + r0, b0 + r1, tuple(texts[a0 + s0:a0 + s1]))
-                                  for op, s0, s1, r0, r1 in words.get_opcodes()
-                                  if op != "equal" and s1 - s0 <= DEVIATION_TOKENS and r1 - r0 <= DEVIATION_TOKENS)
-    return aligned, frozenset(deviations)
+                for op, s0, s1, r0, r1 in words.get_opcodes():
+                    if op != "equal" and s1 - s0 <= DEVIATION_TOKENS and r1 - r0 <= DEVIATION_TOKENS:
+                        at = min(a0 + s0, len(texts) - 1)
+                        where = (tokens.first[at], tokens.last[max(at, a0 + s1 - 1)],
+                                 stream.first[min(b0 + r0, len(stream.texts) - 1)], tuple(stream.texts[b0 + r0:b0 + r1]))
+                        deviations.setdefault((b0 + r0, b0 + r1, tuple(texts[a0 + s0:a0 + s1])), where)
+    return aligned, deviations
 
 
 def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k: int = K,
@@ -148,7 +153,7 @@ def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k:
     if len(hashes) == 0:
         covered = np.zeros(len(tokens.texts), dtype=bool)
     own = ~covered
-    deviations: frozenset = frozenset()
+    deviations: dict = {}
     if kit:
         aligned, deviations = aligned_with_kit(tokens, kit)
         own &= ~aligned
@@ -157,4 +162,4 @@ def fingerprint(tokens: Tokens, token_ids: TokenIds, boilerplate: np.ndarray, k:
     starts = np.flatnonzero(~in_kit)
     for hash_value, start in zip(hashes[starts].tolist(), starts.tolist()):
         positions.setdefault(hash_value, []).append(start)
-    return Fingerprint(hashes, own, own_bits, positions, deviations)
+    return Fingerprint(hashes, own, own_bits, positions, frozenset(deviations), deviations)

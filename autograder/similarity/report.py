@@ -10,7 +10,8 @@ import numpy as np
 
 from autograder.grade.outputs import clean_text, write_atomic
 from autograder.similarity.extract import MAX_SOURCE_CHARS, StudentFile
-from autograder.similarity.score import SCALE, Fragment, PairScore
+from autograder.similarity.score import (COMMENT_CAP, DEDUCTION_CAP, DEVIATION_CAP, LAYOUT_CAP, SCALE, Fragment,
+                                         PairScore)
 
 CSV_HEADER = ["student_a", "student_b", "score", "shared_fragments", "shared_rare_deductions"]
 FRAGMENTS_SHOWN = 6          # per pair in similarity.md
@@ -26,12 +27,22 @@ def _csv_cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def evident_fragments(pair: PairScore) -> list[Fragment]:
+    """The fragments worth showing: their rarity-weighted own tokens round to at least 1."""
+    return [f for f in pair.fragments if round(f.weighted) > 0]
+
+
+def has_evidence(pair: PairScore) -> bool:
+    """Whether a pair shares enough to show (its evidence rounds to at least 1 own token)."""
+    return round(pair.evidence) > 0
+
+
 def write_csv(out: Path, pairs: list[PairScore]) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for pair in pairs:
-        writer.writerow([_csv_cell(pair.a), _csv_cell(pair.b), f"{pair.score:.3f}", len(pair.fragments),
+        writer.writerow([_csv_cell(pair.a), _csv_cell(pair.b), f"{pair.score:.3f}", len(evident_fragments(pair)),
                          len(pair.shared_deductions)])
     path = out / "similarity.csv"
     write_atomic(path, buffer.getvalue())
@@ -102,6 +113,37 @@ def _md(text: str) -> str:
     return html.escape(clean_text(text), quote=False).replace("|", "&#124;").replace("\n", " ")
 
 
+def _tokens(texts) -> str:
+    return "`" + _md(" ".join(texts)).replace("`", "'") + "`" if texts else "nothing"
+
+
+def _evidence_lines(a: StudentFile, b: StudentFile, pair: PairScore) -> list[str]:
+    """Every contribution to the pair's score, in own tokens of evidence, so that the score can be checked."""
+    comments, deviations, layout, deductions = pair.capped
+    fragments = evident_fragments(pair)
+    lines = [f"- evidence: {pair.evidence:.1f} own tokens in all, score = 1 - exp(-{pair.evidence:.1f} / {SCALE:g})",
+             f"- own code shared: {pair.code_evidence:.1f} tokens (rarity-weighted) in "
+             f"{_count(len(fragments), 'fragment')} shown below"
+             + ("" if a.tokens.parsed and b.tokens.parsed
+                else "; one of the files does not parse: its broken part is compared as text")]
+    if pair.shared_deviations:
+        lines.append(f"- the same rare changes from the reference answer: +{deviations:.1f} (at most {DEVIATION_CAP:g})")
+        for (a_lines, b_lines, reference_line, reference, written), weight in pair.shared_deviations:
+            lines.append(f"  - {_md(a.shown_path)} {_span(a_lines)} and {_md(b.shown_path)} {_span(b_lines)}: "
+                         f"both wrote {_tokens(written)} where the reference answer (its line {reference_line}) has "
+                         f"{_tokens(reference)} (+{weight:.1f})")
+    if pair.shared_comments:
+        lines.append(f"- the same rare comments: +{comments:.1f} (at most {COMMENT_CAP:g})")
+        lines += [f"  - \"{_md(c)}\" (+{weight:.1f})" for c, weight in pair.shared_comments]
+    if pair.shared_layout:
+        lines.append(f"- the same rare layout habits: +{layout:.1f} (at most {LAYOUT_CAP:g}): "
+                     + ", ".join(f"{habit} (+{weight:.1f})" for habit, weight in pair.shared_layout))
+    if pair.shared_deductions:
+        lines.append(f"- the same rare deductions (grade run): +{deductions:.1f} (at most {DEDUCTION_CAP:g})")
+        lines += [f"  - {_md(_shown(d, DEDUCTION_SHOWN))} (+{weight:.1f})" for d, weight in pair.shared_deductions]
+    return lines
+
+
 def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, graded: set[str] | None,
              warnings: list[str] = ()) -> str:
     """``graded``: the students a ``--grades`` run graded normally (None without ``--grades``)."""
@@ -114,7 +156,8 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
              f"{len(listed)} listed below and not compared.", "",
              "A score (0 to 1) measures how much two files share that the assignment did not make "
              "everyone write: the student's own code (after renaming is undone), weighted by how rare "
-             "it is in this class, then shared rare comments and layout habits"
+             "it is in this class, then the same rare changes from the reference answer, shared rare "
+             "comments and layout habits"
              + (", and the same rare deductions in the grade run" if grades_used else "")
              + f". About {SCALE:g} shared own tokens give 0.63. **A high score is a reason to look at "
              "the two files, not a verdict.**", ""]
@@ -123,41 +166,33 @@ def markdown(students: list[StudentFile], pairs: list[PairScore], top: int, grad
                   f"{len(compared)} compared students were graded normally there; the others add no "
                   "deduction evidence.", ""]
         lines += [f"**Warning:** {_md(w)}" for w in warnings] + ([""] if warnings else [])
-    shown = [p for p in pairs[:top] if p.score > 0]
+    shown = [p for p in pairs if has_evidence(p)][:top]
     if not compared or len(compared) == 1:
         lines += ["Nothing to compare: fewer than two submissions hold code of their own.", ""]
     elif not shown:
-        lines += ["No pair shares anything rare: every pair scores 0.", ""]
+        lines += ["No pair shares anything rare (no pair has 1 own token of evidence).", ""]
     else:
         lines += [f"## Top {len(shown)} pairs", "",
                   "| # | student_a | student_b | score | shared fragments | shared rare deductions |",
                   "|---|---|---|---|---|---|"]
         for rank, pair in enumerate(shown, 1):
-            lines.append(f"| {rank} | {_md(pair.a)} | {_md(pair.b)} | {pair.score:.3f} | {len(pair.fragments)} "
+            lines.append(f"| {rank} | {_md(pair.a)} | {_md(pair.b)} | {pair.score:.3f} | {len(evident_fragments(pair))} "
                          f"| {len(pair.shared_deductions)} |")
         lines.append("")
         for rank, pair in enumerate(shown, 1):
             a, b = by_name[pair.a], by_name[pair.b]
-            lines += [f"## {rank}. {_md(pair.a)} and {_md(pair.b)}: {pair.score:.3f}", "",
-                      f"- own code shared: {_count(round(pair.code_evidence), 'token')} (rarity-weighted) "
-                      f"in {_count(len(pair.fragments), 'fragment')}"
-                      + ("" if a.tokens.parsed and b.tokens.parsed
-                         else "; one of the files does not parse: its broken part is compared as text")]
-            if pair.shared_deductions:
-                lines.append("- the same rare deductions (grade run):")
-                lines += [f"  - {_md(_shown(d, DEDUCTION_SHOWN))}" for d in pair.shared_deductions]
-            if pair.shared_comments:
-                lines.append("- the same comments: " + "; ".join(f"\"{_md(c)}\"" for c in pair.shared_comments[:8]))
-            if pair.shared_layout:
-                lines.append("- the same layout habits: " + ", ".join(pair.shared_layout))
+            lines += [f"## {rank}. {_md(pair.a)} and {_md(pair.b)}: {pair.score:.3f}", ""]
+            lines += _evidence_lines(a, b, pair)
             lines.append("")
-            for number, fragment in enumerate(pair.fragments[:FRAGMENTS_SHOWN], 1):
+            fragments = evident_fragments(pair)
+            for number, fragment in enumerate(fragments[:FRAGMENTS_SHOWN], 1):
                 lines += [f"### Fragment {number}: {_md(a.shown_path)} {_span(fragment.a_lines)}, "
-                          f"{_md(b.shown_path)} {_span(fragment.b_lines)} ({_count(fragment.own_tokens, 'own token')})", ""]
+                          f"{_md(b.shown_path)} {_span(fragment.b_lines)} ({_count(fragment.own_tokens, 'own token')}, "
+                          f"{fragment.weighted:.1f} rarity-weighted)", ""]
                 lines += _side_by_side(a, b, fragment)
                 lines.append("")
-            if len(pair.fragments) > FRAGMENTS_SHOWN:
-                lines += [f"... and {len(pair.fragments) - FRAGMENTS_SHOWN} more fragment(s).", ""]
+            if len(fragments) > FRAGMENTS_SHOWN:
+                lines += [f"... and {len(fragments) - FRAGMENTS_SHOWN} more fragment(s).", ""]
     if heatmap_names_students(len(compared)):
         numbered = {n: label for n, label in heatmap_labels([s.student for s in compared]).items()
                     if label != clean_text(n)}

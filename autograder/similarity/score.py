@@ -82,6 +82,7 @@ class Fragment:
     a_lines: tuple[int, int]
     b_lines: tuple[int, int]
     own_tokens: int
+    weighted: float = 0.0       # its own tokens at their rarity (the mean of the two sides)
 
 
 @dataclass(slots=True)
@@ -92,10 +93,18 @@ class PairScore:
     code_evidence: float = 0.0
     # Empty tuples, not lists: most pairs of a large class share nothing and keep these.
     fragments: Sequence[Fragment] = ()
-    shared_deductions: Sequence[str] = ()   # the rare ones
-    shared_comments: Sequence[str] = ()
-    shared_layout: Sequence[str] = ()
-    shared_deviations: Sequence[tuple] = ()  # the rare ones: (solution start, end, tokens written)
+    # The rare ones, each as (what, its evidence in own tokens before the cap of its kind).
+    shared_deductions: Sequence[tuple[str, float]] = ()
+    shared_comments: Sequence[tuple[str, float]] = ()
+    shared_layout: Sequence[tuple[str, float]] = ()
+    # (lines in a, lines in b, line in the reference, the reference's tokens, tokens written), evidence
+    shared_deviations: Sequence[tuple[tuple, float]] = ()
+    # each kind's evidence after its cap: comments, deviations, layout, deductions
+    capped: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    @property
+    def evidence(self) -> float:
+        return self.code_evidence + sum(self.capped)
 
 
 def _document_frequency(sets) -> dict:
@@ -120,19 +129,19 @@ def _rare_pairs(sets: list, class_size: int) -> dict[tuple[int, int], list]:
     return pairs
 
 
-def _own_evidence(fp: Fingerprint, shared: list[tuple[float, int]], idiom: np.ndarray) -> float:
-    """Own tokens covered by the shared k-grams, each at the rarity of its rarest k-gram
-    and at most that of its idiom (``idiom_weights``)."""
+def _own_evidence(fp: Fingerprint, shared: list[tuple[float, int]], idiom: np.ndarray) -> np.ndarray:
+    """Per token: its evidence as an own token covered by the shared k-grams, at the rarity
+    of its rarest k-gram and at most that of its idiom (``idiom_weights``); 0 elsewhere."""
     covered = np.zeros(len(fp.own), dtype=bool)
-    evidence = 0.0
+    weights = np.zeros(len(fp.own))
     for weight, hash_value in shared:          # rarest first
         for start in fp.positions.get(hash_value, ()):
             end = start + K
             new = fp.own[start:end] & ~covered[start:end]
             if new.any():
-                evidence += float(np.minimum(weight, idiom[start:end][new]).sum())
+                weights[start:end][new] = np.minimum(weight, idiom[start:end][new])
                 covered[start:end] |= new
-    return evidence
+    return weights
 
 
 def _lines(tokens: Tokens, start: int, end: int) -> tuple[int, int]:
@@ -206,32 +215,38 @@ def score_pairs(students: list[StudentFile], prints: list[Fingerprint],
 
     for (i, j), hashes in progress(code_pairs.items(), desc="comparing", unit="pair"):
         weighted = sorted(((rarity(frequency[h], n), h) for h in hashes), reverse=True)
-        evidence = (_own_evidence(prints[i], weighted, idioms[i]) + _own_evidence(prints[j], weighted, idioms[j])) / 2
+        weights_i = _own_evidence(prints[i], weighted, idioms[i])
+        weights_j = _own_evidence(prints[j], weighted, idioms[j])
+        evidence = float(weights_i.sum() + weights_j.sum()) / 2
         if evidence > 0:
             pair = pair_of(i, j)
             pair.code_evidence = evidence
             pair.fragments = shared_fragments(students[i].tokens, prints[i], students[j].tokens, prints[j], hashes)
+            for fragment in pair.fragments:
+                fragment.weighted = float(weights_i[slice(*fragment.a_tokens)].sum()
+                                          + weights_j[slice(*fragment.b_tokens)].sum()) / 2
+
+    def weighed(found, per_item: float, frequency, count: int) -> list[tuple]:
+        return [(item, per_item * rarity(frequency[item], count)) for item in sorted(found)]
+
     for (i, j), texts in comment_pairs.items():
-        pair_of(i, j).shared_comments = sorted(texts)
+        pair_of(i, j).shared_comments = weighed(texts, COMMENT_TOKENS, comment_frequency, n)
     for (i, j), habits in layout_pairs.items():
-        pair_of(i, j).shared_layout = sorted(habits)
+        pair_of(i, j).shared_layout = weighed(habits, LAYOUT_TOKENS, layout_frequency, n)
     for (i, j), found in deviation_pairs.items():
-        pair_of(i, j).shared_deviations = sorted(found)
+        pair_of(i, j).shared_deviations = [
+            ((prints[i].deviation_lines[d][:2], prints[j].deviation_lines[d][:2], prints[i].deviation_lines[d][2],
+              prints[i].deviation_lines[d][3], d[2]), weight)
+            for d, weight in weighed(found, DEVIATION_TOKENS, deviation_frequency, n)]
     for (i, j), found in deduction_pairs.items():
-        pair_of(i, j).shared_deductions = sorted(found)
+        counts, graded_count = deduction_frequency
+        pair_of(i, j).shared_deductions = weighed(found, DEDUCTION_TOKENS, counts, graded_count)
 
     for pair in results.values():
-        evidence = pair.code_evidence
-        evidence += min(COMMENT_CAP, sum(COMMENT_TOKENS * rarity(comment_frequency[c], n)
-                                         for c in pair.shared_comments))
-        evidence += min(DEVIATION_CAP, sum(DEVIATION_TOKENS * rarity(deviation_frequency[d], n)
-                                           for d in pair.shared_deviations))
-        evidence += min(LAYOUT_CAP, sum(LAYOUT_TOKENS * rarity(layout_frequency[h], n) for h in pair.shared_layout))
-        if pair.shared_deductions:
-            counts, graded_count = deduction_frequency
-            evidence += min(DEDUCTION_CAP, sum(DEDUCTION_TOKENS * rarity(counts[d], graded_count)
-                                               for d in pair.shared_deductions))
-        pair.score = 1 - math.exp(-evidence / SCALE)
+        pair.capped = tuple(min(cap, sum(weight for _, weight in items)) for items, cap in (
+            (pair.shared_comments, COMMENT_CAP), (pair.shared_deviations, DEVIATION_CAP),
+            (pair.shared_layout, LAYOUT_CAP), (pair.shared_deductions, DEDUCTION_CAP)))
+        pair.score = 1 - math.exp(-pair.evidence / SCALE)
     ranked = sorted(results.values(), key=lambda p: (-p.score, p.a, p.b))
     # Pairs that share nothing rare score 0, in name order (students come sorted by name).
     ranked += [PairScore(students[i].student, students[j].student)
