@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autograder.spec.public import StageLookup
+from autograder.spec.public import StageLookup, model_header
 
 try:
     import tomllib
@@ -108,14 +108,8 @@ def _stage(raw: dict[str, Any]) -> StageSpec:
 def load_table(path: Path = TABLE_PATH) -> Table:
     with open(path, "rb") as f:
         raw = tomllib.load(f)
-    model = raw["model"]
     return Table(
-        class_name=model["class_name"],
-        block_class_name=model["block_class_name"],
-        input_size=tuple(model["input_size"]),
-        num_classes=model["num_classes"],
-        parameters=model["parameters"],
-        state_dict_keys=model["state_dict_keys"],
+        **model_header(raw["model"]),
         stages=tuple(_stage(s) for s in raw["stages"]),
         block_units=tuple(raw["block"]["units"]),
         shortcut_plain=raw["block"]["shortcut_plain"],

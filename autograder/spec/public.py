@@ -152,18 +152,19 @@ def _public_stage(raw: dict[str, Any]) -> PublicStage:
                        layers=tuple(_layer(layer) for layer in raw.get("layers", ())))
 
 
+def model_header(model: dict[str, Any]) -> dict[str, Any]:
+    """The ``[model]`` fields that the full and the public table share."""
+    return {"class_name": model["class_name"], "block_class_name": model["block_class_name"],
+            "input_size": tuple(model["input_size"]), "num_classes": model["num_classes"],
+            "parameters": model["parameters"], "state_dict_keys": model["state_dict_keys"]}
+
+
 @functools.lru_cache(maxsize=None)
 def load_public_table(path: Path = PUBLIC_TABLE_PATH) -> PublicTable:
     with open(path, "rb") as f:
         raw = tomllib.load(f)
-    model = raw["model"]
     return PublicTable(
-        class_name=model["class_name"],
-        block_class_name=model["block_class_name"],
-        input_size=tuple(model["input_size"]),
-        num_classes=model["num_classes"],
-        parameters=model["parameters"],
-        state_dict_keys=model["state_dict_keys"],
+        **model_header(raw["model"]),
         stages=tuple(_public_stage(s) for s in raw["stages"]),
     )
 
