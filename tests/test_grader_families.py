@@ -287,6 +287,10 @@ BATCHNORM = {   # variant -> (source, parts that lose points, the setting named 
 SHORTCUT_EPS = sub(SOLUTION, "            self.downsize = conv1x1(in_channels, out_channels, 2, 0)\n",
                    "            self.downsize = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, 2, 0),\n"
                    "                                          nn.BatchNorm2d(out_channels, eps=0.1), nn.ReLU(inplace=True))\n")
+# A Dropout inside self.layer: the conv units are right, the outputs in train mode are
+# not, and the note names the Dropout instead of pointing at forward().
+DROPOUT_IN_LAYER = sub(SOLUTION, "conv3x3(middle_channels, middle_channels, 1, 1),\n",
+                       "conv3x3(middle_channels, middle_channels, 1, 1),\n                nn.Dropout2d(0.5),\n", 0)
 STRIDE_ON_3X3 = subs(SOLUTION, ("conv1x1(in_channels, middle_channels, 2, 0),", "conv1x1(in_channels, middle_channels, 1, 0),"),
                      ("conv3x3(middle_channels, middle_channels, 1, 1),", "conv3x3(middle_channels, middle_channels, 2, 1),"))
 
@@ -359,7 +363,7 @@ def graded(tmp_path_factory):
              **{name: text for name, (text, _) in WRONG_MODELS.items()},
              **{name: text for name, (text, *_) in REUSED.items()},
              **{name: text for name, (text, *_) in BATCHNORM.items()},
-             "f6_shortcut_bn_eps": SHORTCUT_EPS, "f6_stride_on_3x3": STRIDE_ON_3X3,
+             "f6_shortcut_bn_eps": SHORTCUT_EPS, "f6_stride_on_3x3": STRIDE_ON_3X3, "f6_dropout_in_layer": DROPOUT_IN_LAYER,
              **{name: text for name, (text, *_) in OUTPUT_MISTAKES.items()}, **READS_BLOCKS,
              **SHORTCUT_ORDER, "f7_stand_in_only_failure": STAND_IN_ONLY, "f7_blank_loop_200k": BLANK_LOOP}
     folder = tmp_path_factory.mktemp("families") / "submissions"
@@ -481,6 +485,15 @@ def test_shortcut_batchnorm_named_instead_of_the_forward_hint(graded):
     assert function["score"] < function["max_score"]
     assert "downsize" in function["output"] and "eps=0.1" in function["output"]
     assert "look at forward()" not in function["output"]
+
+
+def test_foreign_module_in_layer_named_instead_of_the_forward_hint(graded):
+    result = graded["f6_dropout_in_layer"]
+    for part in ("Q1a", "Q1b"):
+        function = check(result, part, "outputs")
+        assert function["score"] < function["max_score"]
+        assert "is a Dropout2d" in function["output"], function["output"]
+        assert "look at forward()" not in function["output"]
 
 
 def test_grader_test_sizes_are_explained(graded):

@@ -224,6 +224,7 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
     units_ok, units_total, keys_ok, outputs_ok, outputs_total = 0, 0, 0, 0, 0
     outputs_differ = False   # weights loaded, yet the outputs are wrong
     other_bn: list[str] = []
+    foreign: dict[str, None] = {}   # modules in self.layer that no conv unit has (a Dropout, say)
     for case in cases:
         got = field(q1, case.name, dict, {})
         want = reference["q1"][case.name]
@@ -241,6 +242,10 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
                 r.deductions.append(message)
             continue
         findings = structure_findings(table, case, got, bn_wanted, structure.notes)
+        for leaf in field(got, "leaves", list):
+            if isinstance(leaf, dict) and str(leaf.get("path", "")).startswith("layer.") and \
+                    leaf.get("type") not in ("Conv2d", "BatchNorm2d", "ReLU"):
+                foreign[f"self.{text(leaf, 'path')[:80]} is a {text(leaf, 'type')[:60]}"] = None
         units_ok += sum(1 for f in findings[:3] if f is None)
         structure.deductions += [f for f in findings if f]
         if len(findings) > 3 and findings[3]:
@@ -283,6 +288,9 @@ def grade_q1(part: Part, student: dict, reference: dict, table: Table) -> list[C
     function.score = proportional(function.max_score, outputs_ok, outputs_total)
     if other_bn:
         function.notes += [f"{c} (conv1x1/conv3x3 use the defaults)" for c in other_bn]
+    elif outputs_differ and foreign:
+        function.notes.append("self.layer holds modules the table's bottleneck does not have ("
+                              + "; ".join(list(foreign)[:4]) + "): they change the outputs")
     elif outputs_differ and not structure.deductions:
         function.notes.append("the conv units match the table, so look at forward() and the shortcut: "
                               "forward() adds the shortcut (downsize(x) for downsample=True, make_equal_channel(x) "
