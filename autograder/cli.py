@@ -128,6 +128,16 @@ def _cmd_nbgrader_verify(args: argparse.Namespace) -> int:
     return 1 if differences else 0
 
 
+def _cmd_checkpoints_train(args: argparse.Namespace) -> int:
+    from autograder.checkpoints.train import run_train
+    return run_train(args)
+
+
+def _cmd_checkpoints_verify(args: argparse.Namespace) -> int:
+    from autograder.checkpoints.verify import run_verify
+    return run_verify(args)
+
+
 def _positive(kind):
     def parse(text):
         value = kind(text)
@@ -218,6 +228,30 @@ def build_parser() -> argparse.ArgumentParser:
                            help="submissions graded at once (default: number of CPUs)")
     nb_verify.add_argument("--quiet", action="store_true", help="no progress bar")
     nb_verify.set_defaults(func=_cmd_nbgrader_verify)
+
+    checkpoints = sub.add_parser("checkpoints", help="train, describe and verify the two checkpoints the notebook "
+                                                     "starts from (train, verify)")
+    checkpoints_sub = checkpoints.add_subparsers(dest="checkpoints_command", required=True, metavar="STEP")
+    ck_train = checkpoints_sub.add_parser("train", help="train vgg16 or resnet50 and write the handout's checkpoint "
+                                                        "file plus its manifest entry")
+    ck_train.add_argument("--model", choices=("vgg16", "resnet50"), required=True, help="which model to train")
+    ck_train.add_argument("--data", type=Path, required=True, metavar="DIR",
+                          help="CIFAR-10 folder (holds cifar-10-batches-py/; downloaded there where the network allows)")
+    ck_train.add_argument("--out", type=Path, required=True, metavar="DIR",
+                          help="where the checkpoint and manifest.json go (e.g. checkpoints/)")
+    ck_train.add_argument("--epochs", type=_positive(int), default=None,
+                          help="epochs to train (default: the recipe's; original: 250 for vgg16, 285 for resnet50)")
+    ck_train.add_argument("--max-steps", type=_positive(int), default=None,
+                          help="stop after this many optimiser steps in all (smoke runs)")
+    ck_train.add_argument("--recipe", choices=("original", "fast"), default="fast",
+                          help="original: the handout's schedule; fast: one-cycle, bf16, CUDA graph (default fast)")
+    ck_train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ck_train.set_defaults(func=_cmd_checkpoints_train)
+    ck_verify = checkpoints_sub.add_parser("verify", help="check checkpoint files against manifest.json: sha256, "
+                                                          "weights_only load, strict load, accuracy")
+    ck_verify.add_argument("dir", type=Path, nargs="?", default=Path("checkpoints"), metavar="DIR",
+                           help="folder with the .ckpt files and manifest.json (default checkpoints/)")
+    ck_verify.set_defaults(func=_cmd_checkpoints_verify)
 
     return parser
 

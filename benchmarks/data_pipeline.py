@@ -21,25 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "CNN_Implementation.ipynb"
-TAGS = ("kit:synthetic-cifar10", "kit:data-pipeline")
-
-
-def notebook_namespace(notebook: Path = NOTEBOOK, tags=TAGS) -> dict:
-    """Run the notebook's code cells with the given tags (in notebook order) and return their names."""
-    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    namespace: dict = {"__name__": "kit_notebook_cells"}
-    found = set()
-    for cell in cells:
-        cell_tags = set(cell.get("metadata", {}).get("tags", ())) & set(tags)
-        if cell["cell_type"] == "code" and cell_tags:
-            source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-            exec(compile(source, f"{notebook.name}[{','.join(sorted(cell_tags))}]", "exec"), namespace)
-            found |= cell_tags
-    missing = set(tags) - found
-    if missing:
-        raise LookupError(f"{notebook} has no code cell tagged {', '.join(sorted(missing))}")
-    return namespace
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from autograder.checkpoints.notebook_cells import notebook_namespace  # noqa: E402
 
 
 def throughput(batches, limit: int, sync=lambda: None) -> float:
