@@ -251,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "weights_only load, strict load, accuracy")
     ck_verify.add_argument("dir", type=Path, nargs="?", default=Path("checkpoints"), metavar="DIR",
                            help="folder with the .ckpt files and manifest.json (default checkpoints/)")
+    ck_verify.add_argument("--fix-prefixes", action="store_true",
+                           help="strip 'module.' (DataParallel) and '_orig_mod.' (torch.compile) from the keys: "
+                                "rewrites the file and its manifest entry's sha256 and size")
+    ck_verify.add_argument("--data", type=Path, default=None, metavar="DIR",
+                           help="CIFAR-10 folder for the accuracy check (default $CIFAR10_ROOT or data/; "
+                                "skipped when there is none)")
+    ck_verify.add_argument("--model", choices=("vgg16", "resnet50"), default=None,
+                           help="check only this model's checkpoint (default: both of the handout's)")
     ck_verify.set_defaults(func=_cmd_checkpoints_verify)
 
     return parser
