@@ -1,0 +1,423 @@
+"""python -m autograder checkpoints train: train VGG-16 or ResNet50_layer4 on CIFAR-10 and write
+the handout's checkpoint file and its manifest entry.
+
+  train()         the loop; a plain function the benchmarks call too (out_dir=None writes nothing)
+  TrainStep       one optimiser step: forward (bf16 autocast if asked), loss, backward, AdamW
+  CudaGraphStep   the same TrainStep captured once as a CUDA graph and replayed
+  run_train()     the command: data, training, a one-line summary; errors as one sentence
+
+The data never leaves the device: batches come from the notebook's TensorCIFAR10. A resume
+file in --out keeps the state after every completed epoch (model, optimiser, step, random
+generators), so running the same command again continues where it stopped.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.checkpoints.data import DataError, data_cells, evaluate, load_cifar10
+from autograder.checkpoints.models import CHECKPOINT_NAMES, MODEL_NAMES, ModelSourceError, build_model
+from autograder.checkpoints.recipes import Recipe, get_recipe
+
+RESUME_FORMAT = 1
+EVAL_BATCH_SIZE = 500
+
+
+class TrainError(Exception):
+    """Training cannot start or its files cannot be written (one sentence, shown to the TA)."""
+
+
+@dataclass
+class TrainResult:
+    model_name: str
+    model: object
+    checkpoint: Path | None
+    epochs_done: int          # completed epochs (a run cut short by max_steps ends inside one)
+    steps: int                # optimiser steps in all, including those before a resume
+    test_accuracy: float | None
+    seconds: float            # training time of this call: steps and graph capture, not evaluation
+    images_per_s: float       # training images per second of this call (the same time)
+    cuda_graph: bool
+    precision: str
+    device: str
+    resumed_from_epoch: int = 0
+
+
+def resume_path(out_dir: Path, model_name: str) -> Path:
+    return Path(out_dir) / f"{model_name}.resume.pt"
+
+
+# ---------------------------------------------------------------- one optimiser step
+
+class TrainStep:
+    """Forward, loss, backward and optimiser step on one batch; returns the loss (a 0-d tensor).
+
+    Called directly this is the eager step (CPU, or CUDA without a graph); CudaGraphStep
+    captures this very call, so both run the same code.
+    """
+
+    def __init__(self, model, optimizer, criterion, precision: str, device):
+        import torch
+        self.model, self.optimizer, self.criterion = model, optimizer, criterion
+        # Autocast's weight cache cannot live across a CUDA graph capture; it buys nothing here.
+        self.autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                                       enabled=precision == "bf16", cache_enabled=False)
+
+    def __call__(self, images, labels):
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast:
+            logits = self.model(images)
+        loss = self.criterion(logits.float(), labels)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+class CudaGraphStep:
+    """A TrainStep captured as one CUDA graph: forward, backward and the optimiser's update
+    replay with one launch. Batches are copied into fixed input tensors, so every batch
+    must have the captured shape (the trainer drops a last partial batch)."""
+
+    def __init__(self, step: TrainStep, images, labels, warmup_steps: int = 3):
+        import torch
+        self.static_images, self.static_labels = images.clone(), labels.clone()
+        saved = _snapshot(step.model, step.optimizer)
+        # Warm-up on a side stream (cuDNN picks its kernels, the optimiser makes its state),
+        # as torch.cuda.graphs asks; the snapshot undoes the warm-up's updates afterwards.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup_steps):
+                step(self.static_images, self.static_labels)
+        torch.cuda.current_stream().wait_stream(side)
+        step.optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_loss = step(self.static_images, self.static_labels)
+        _restore(step.model, step.optimizer, saved)
+
+    def __call__(self, images, labels):
+        self.static_images.copy_(images)
+        self.static_labels.copy_(labels)
+        self.graph.replay()
+        return self.static_loss
+
+
+def _snapshot(model, optimizer) -> dict:
+    return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": {p: {k: v.clone() for k, v in s.items() if hasattr(v, "clone")}
+                          for p, s in optimizer.state.items()}}
+
+
+def _restore(model, optimizer, saved: dict) -> None:
+    """Put the weights and optimiser state back, in place: the graph holds these very tensors.
+    State the warm-up created from nothing goes back to Adam's initial zeros."""
+    import torch
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            tensor.copy_(saved["model"][key])
+        for param, state in optimizer.state.items():
+            before = saved["optimizer"].get(param, {})
+            for key, tensor in state.items():
+                if not hasattr(tensor, "copy_"):
+                    continue
+                if key in before:
+                    tensor.copy_(before[key])
+                else:
+                    tensor.zero_()
+
+
+# ---------------------------------------------------------------- set-up
+
+def _resolve_device(device):
+    import torch
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError("device cuda was asked for, but torch sees no CUDA GPU here")
+    return device
+
+
+def _resolve_precision(recipe: Recipe, precision, device) -> str:
+    if precision is None:
+        precision = recipe.precision if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise TrainError(f"precision must be fp32 or bf16, not {precision!r}")
+    return precision
+
+
+def _resolve_cuda_graph(cuda_graph, device) -> bool:
+    if cuda_graph is None:
+        return device.type == "cuda"
+    if cuda_graph and device.type != "cuda":
+        raise TrainError(f"a CUDA graph needs a CUDA device; this run is on {device.type}")
+    return bool(cuda_graph)
+
+
+def device_description(device) -> str:
+    import torch
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def make_optimizer(model, recipe: Recipe, lr, capturable: bool):
+    """Adam (the handout) or AdamW with decay on conv/linear weights only; ``lr`` is a tensor
+    on the device that the trainer refills each step (the CUDA graph reads it from there)."""
+    import torch
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
+    decayed = [p for p in model.parameters() if p.ndim > 1]
+    plain = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decayed, "weight_decay": recipe.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, capturable=capturable)
+
+
+def _check_model_name(model_name: str) -> None:
+    if model_name not in MODEL_NAMES:
+        raise TrainError(f"unknown model {model_name!r}: choose one of {', '.join(MODEL_NAMES)}")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainError(f"--out {out_dir} is a file: give a folder for the checkpoint and manifest.json")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainError(f"--out {out_dir} is not writable ({exc.strerror or exc})") from None
+
+
+# ---------------------------------------------------------------- resume and checkpoint files
+
+def _to_cpu(value):
+    """A copy of ``value`` with every tensor a contiguous CPU tensor (torch.save then
+    writes a file any machine loads, and strides from channels_last do not leak)."""
+    if hasattr(value, "detach"):
+        return value.detach().to("cpu").contiguous().clone()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def _atomic_save(obj, path: Path) -> None:
+    import torch
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TrainError(f"cannot write {path} ({exc.strerror or exc})") from None
+
+
+def _rng_state(loader, device) -> dict:
+    import torch
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    if loader.generator is not None:
+        state["loader"] = loader.generator.get_state()
+    return state
+
+
+def _set_rng_state(state: dict, loader, device) -> None:
+    import torch
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    if loader.generator is not None and "loader" in state:
+        loader.generator.set_state(state["loader"])
+
+
+def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batch_size: int) -> dict:
+    import torch
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises many kinds
+        raise TrainError(f"cannot read the resume file {path} ({type(exc).__name__}): "
+                         "delete it to start this model's training over") from None
+    wanted = {"format": RESUME_FORMAT, "model": model_name, "recipe": recipe.name, "seed": seed,
+              "batch_size": batch_size}
+    for key, value in wanted.items():
+        if not isinstance(state, dict) or state.get(key) != value:
+            found = state.get(key) if isinstance(state, dict) else None
+            raise TrainError(f"the resume file {path} is for {key} {found!r}, not {value!r}: run with the same "
+                             "settings to continue it, or delete it to start over")
+    return state
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs: int | None = None,
+          max_steps: int | None = None, seed: int = 0, device=None, out_dir: Path | None = None,
+          progress: bool = True, cuda_graph: bool | None = None, precision: str | None = None,
+          synthetic: bool = False, resume: bool = True, batch_size: int | None = None) -> TrainResult:
+    """Train ``model_name`` on ``train_set`` (anything with ``.data`` N x 32 x 32 x 3 uint8 and
+    ``.targets``), evaluating on ``test_set`` after every epoch.
+
+    With ``out_dir`` it resumes from and keeps ``<model>.resume.pt`` there, then writes the
+    handout's checkpoint file and its manifest entry; with ``out_dir=None`` it writes nothing.
+    ``batch_size`` overrides the recipe's (the peak learning rate follows the square-root rule).
+    """
+    import torch
+    from tqdm import tqdm
+
+    _check_model_name(model_name)
+    try:
+        recipe_ = get_recipe(recipe)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    device = _resolve_device(device)
+    precision = _resolve_precision(recipe_, precision, device)
+    use_graph = _resolve_cuda_graph(cuda_graph, device)
+    channels_last = recipe_.channels_last and device.type == "cuda"
+    out_dir = None if out_dir is None else Path(out_dir)
+    if out_dir is not None:
+        _check_out_dir(out_dir)
+
+    n_train = len(train_set.targets)
+    batch = min(batch_size or recipe_.batch_size, n_train)
+    if batch < 2:
+        raise TrainError(f"the training set has {n_train} image(s); training needs at least 2 per batch")
+    torch.manual_seed(seed)
+    model = build_model(model_name).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = data_cells()["TensorCIFAR10"](train_set, train=True, device=device, batch_size=batch, seed=seed)
+    # The graph replays one batch shape, so it always drops the last partial batch.
+    drop_last = recipe_.drop_last or use_graph
+    steps_per_epoch = n_train // batch if drop_last else len(loader)
+    total_epochs = epochs or recipe_.epochs[model_name]
+    total_steps = total_epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    peak_lr = recipe_.lr_for_batch(batch)
+    lr = torch.tensor(recipe_.lr_at(0, steps_per_epoch, total_steps, peak_lr), device=device)
+    optimizer = make_optimizer(model, recipe_, lr, capturable=use_graph)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe_.label_smoothing)
+
+    start_epoch, step, test_accuracy = 0, 0, None
+    state_file = resume_path(out_dir, model_name) if out_dir is not None else None
+    if resume and state_file is not None and state_file.exists():
+        saved = _load_resume(state_file, model_name=model_name, recipe=recipe_, seed=seed, batch_size=batch)
+        model.load_state_dict(saved["model_state"])
+        optimizer.load_state_dict(saved["optimizer_state"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr          # load_state_dict put a saved copy there; the step reads ours
+        _set_rng_state(saved["rng"], loader, device)
+        start_epoch, step, test_accuracy = saved["epoch"], saved["step"], saved["test_accuracy"]
+
+    run_step = TrainStep(model, optimizer, criterion, precision, device)
+    resumed_from = start_epoch
+    seconds = 0.0
+    images_done = 0
+    bar = tqdm(total=total_steps, initial=min(step, total_steps), disable=not progress, unit="step",
+               desc=f"{model_name} ({recipe_.name}, {device.type}{', CUDA graph' if use_graph else ''})",
+               dynamic_ncols=True, file=sys.stderr)
+    epoch = start_epoch
+    try:
+        while epoch < total_epochs and step < total_steps:
+            started = time.perf_counter()
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            epoch_steps = 0
+            for images, labels in loader:
+                if step >= total_steps:
+                    break
+                if drop_last and len(labels) < batch:
+                    continue
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                if use_graph and not isinstance(run_step, CudaGraphStep):
+                    run_step = CudaGraphStep(run_step, images, labels)
+                lr.fill_(recipe_.lr_at(step, steps_per_epoch, total_steps, peak_lr))
+                loss_sum += run_step(images, labels)
+                step += 1
+                epoch_steps += 1
+                bar.update(1)
+            mean_loss = loss_sum.item() / max(epoch_steps, 1)     # .item() waits for the device
+            seconds += time.perf_counter() - started
+            images_done += epoch_steps * batch
+            completed = epoch_steps == steps_per_epoch
+            test_accuracy = evaluate(model, test_set, device, EVAL_BATCH_SIZE, precision=precision,
+                                     channels_last=channels_last)
+            bar.set_postfix_str(f"epoch {epoch + 1}/{total_epochs} loss {mean_loss:.3f} test {test_accuracy:.1f}%")
+            if not completed:
+                break
+            epoch += 1
+            if state_file is not None:
+                _atomic_save(_to_cpu({"format": RESUME_FORMAT, "model": model_name, "recipe": recipe_.name,
+                                      "seed": seed, "batch_size": batch, "epoch": epoch, "step": step,
+                                      "test_accuracy": test_accuracy, "model_state": model.state_dict(),
+                                      "optimizer_state": optimizer.state_dict(),
+                                      "rng": _rng_state(loader, device)}), state_file)
+    except KeyboardInterrupt:
+        bar.close()
+        if state_file is not None and epoch > 0:
+            print(f"stopped in epoch {epoch + 1}; the same command resumes after epoch {epoch} "
+                  f"({state_file})", file=sys.stderr)
+        raise
+    bar.close()
+    if test_accuracy is None:
+        test_accuracy = evaluate(model, test_set, device, EVAL_BATCH_SIZE, precision=precision,
+                                 channels_last=channels_last)
+
+    checkpoint = None
+    if out_dir is not None:
+        checkpoint = write_checkpoint(out_dir, model_name, model, recipe=recipe_.name, epochs=epoch, seed=seed,
+                                      test_accuracy=test_accuracy, synthetic=synthetic,
+                                      device=device_description(device))
+    return TrainResult(model_name=model_name, model=model, checkpoint=checkpoint, epochs_done=epoch, steps=step,
+                       test_accuracy=test_accuracy, seconds=seconds,
+                       images_per_s=images_done / seconds if seconds > 0 else 0.0, cuda_graph=use_graph,
+                       precision=precision, device=device_description(device), resumed_from_epoch=resumed_from)
+
+
+def write_checkpoint(out_dir: Path, model_name: str, model, *, recipe: str, epochs: int, seed: int,
+                     test_accuracy: float | None, synthetic: bool, device: str) -> Path:
+    """Save the model as the handout's file (a CPU state_dict of tensors, no wrapper
+    prefixes) and record it in out_dir/manifest.json."""
+    from autograder.checkpoints import manifest
+
+    state_dict = _to_cpu(dict(model.state_dict()))
+    path = Path(out_dir) / CHECKPOINT_NAMES[model_name]
+    _atomic_save(state_dict, path)
+    entry = manifest.checkpoint_entry(path, model_name, state_dict, recipe=recipe, epochs=epochs, seed=seed,
+                                      test_accuracy=test_accuracy, synthetic=synthetic, device=device)
+    manifest.record_checkpoint(out_dir, path.name, entry)
+    return path
+
+
+# ---------------------------------------------------------------- the command
+
+def run_train(args) -> int:
+    """``python -m autograder checkpoints train``: exit 0 with the checkpoint written, 2 on bad input."""
+    from autograder.checkpoints.manifest import ManifestError
+    from autograder.checkpoints.notebook_cells import NotebookCellsError
+
+    try:
+        _check_out_dir(Path(args.out))
+        splits = load_cifar10(Path(args.data))
+        if splits.synthetic:
+            print("SYNTHETIC CIFAR-10: the checkpoint is a plumbing check; its test accuracy means nothing "
+                  "(the manifest marks it synthetic)", file=sys.stderr)
+        result = train(args.model, splits.train, splits.test, recipe=args.recipe, epochs=args.epochs,
+                       max_steps=args.max_steps, seed=args.seed, out_dir=Path(args.out), synthetic=splits.synthetic)
+    except (DataError, TrainError, ModelSourceError, NotebookCellsError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    resumed = f", resumed after epoch {result.resumed_from_epoch}" if result.resumed_from_epoch else ""
+    print(f"{result.checkpoint}: {args.model}, recipe {args.recipe}, {result.epochs_done} epoch(s), "
+          f"{result.steps} step(s){resumed}; test accuracy {result.test_accuracy:.2f}%"
+          f"{' (synthetic data)' if splits.synthetic else ''}; {result.images_per_s:,.0f} images/s on "
+          f"{result.device}{' with a CUDA graph' if result.cuda_graph else ''}, {result.precision}")
+    return 0
