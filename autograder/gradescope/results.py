@@ -4,7 +4,8 @@ The batch grader already writes Gradescope's fields (score, execution_time,
 tests with name/score/max_score/output/visibility, extra_data); this adds what
 only Gradescope needs: the chosen visibility, the student's feedback as the
 top-level markdown output, stdout hidden from students (it holds the sandbox's
-report for the staff), and how the file was found.
+report for the staff), how the file was found, and exactly one test per rubric
+check, named after its part.
 """
 from __future__ import annotations
 
@@ -19,8 +20,35 @@ SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 VISIBILITIES = ("visible", "after_published")
 
 
+def tests_per_rubric_check(tests: list[dict], rubric: dict) -> list[dict]:
+    """One test per rubric check, in the rubric's order, from the batch grader's tests.
+
+    A graded part's checks come first among its tests, in the rubric's order (the
+    0-point informational checks the grader adds after them are left out here: the
+    feedback, Gradescope's top-level output, has them). A submission that was not
+    graded normally has one 0-point test per part; each of its checks then gets 0
+    with that test's reason."""
+    out = []
+    for part in rubric.values():
+        mine = [t for t in tests if t["name"].split(" ", 1)[0] == part.id]
+        checks = list(part.checks.items())
+        scored = mine[:len(checks)]
+        if [t["max_score"] for t in scored] == [points for _, points in checks]:
+            out += [{**t, "extra_data": {"part": part.id, "check": check}}
+                    for t, (check, _) in zip(scored, checks)]
+        elif len(mine) == 1 and mine[0]["score"] == 0 and mine[0]["max_score"] == part.points:
+            out += [{"name": f"{part.id} {check}", "score": 0, "max_score": points,
+                     "output": mine[0]["output"], "extra_data": {"part": part.id, "check": check}}
+                    for check, points in checks]
+        else:
+            raise ValueError(f"the grader's tests for {part.id} do not match the rubric's checks "
+                             f"({[t['name'] for t in mine]})")
+    return out
+
+
 def gradescope_results(batch_result: dict, feedback: str, notes=(), visibility: str = "visible",
-                       execution_time: float | None = None, isolation=(), submitted: str = "") -> dict:
+                       execution_time: float | None = None, isolation=(), submitted: str = "",
+                       rubric: dict | None = None) -> dict:
     """``batch_result`` (what ``grade_batch`` wrote for the student) made ready for Gradescope."""
     if visibility not in VISIBILITIES:
         raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}, got {visibility!r}")
@@ -29,6 +57,7 @@ def gradescope_results(batch_result: dict, feedback: str, notes=(), visibility: 
     extra["notes"] = [*notes, *extra.get("notes", [])]
     extra["submitted_file"] = submitted
     extra["sandbox_layers"] = list(isolation)
+    tests = batch_result["tests"] if rubric is None else tests_per_rubric_check(batch_result["tests"], rubric)
     return clean_data({
         "score": batch_result["score"],
         "execution_time": round(execution_time if execution_time is not None
@@ -37,7 +66,7 @@ def gradescope_results(batch_result: dict, feedback: str, notes=(), visibility: 
         "output_format": "md",
         "visibility": visibility,
         "stdout_visibility": "hidden",
-        "tests": [{**test, "visibility": visibility} for test in batch_result["tests"]],
+        "tests": [{**test, "visibility": visibility} for test in tests],
         "extra_data": extra,
     })
 

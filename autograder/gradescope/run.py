@@ -3,10 +3,14 @@
 1. Find the file under ``$AUTOGRADER_ROOT/submission`` (:mod:`.submission`).
 2. Copy it into a private folder (mode 0700, outside results/) and grade that
    folder with ``grade_batch``: the CLI's own code, rubric, feedback and statuses.
-3. Write ``$AUTOGRADER_ROOT/results/results.json`` ourselves, atomically, after
-   every student process is gone. While student code runs, results/ belongs to
-   a guard uid that the sandboxed child (nobody, or uid 0 without capabilities)
-   can neither write nor chmod.
+   Student code runs as SANDBOX_UID, never as root: when that uid cannot read
+   Python (and no mount namespace can show it), the sandbox refuses and the
+   results say so (score 0, a message for the staff).
+3. Kill every process still running as SANDBOX_UID (a detached daemon of the
+   student's), until none is left.
+4. Write ``$AUTOGRADER_ROOT/results/results.json`` ourselves, atomically (temp
+   file + rename). While student code runs, results/ and its parent belong to a
+   guard uid, so the sandbox uid can neither write nor chmod them.
 
 Stdout is for the staff (Gradescope keeps it in results/stdout): it says which
 sandbox layers held. Exit 0 whenever results.json was written.
@@ -18,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -27,6 +32,7 @@ import warnings
 from pathlib import Path
 
 from autograder.grade.batch import STUDENT_FILE, grade_batch
+from autograder.grade.sandbox import IsolationError
 from autograder.grade.outputs import feedback_markdown, results_json
 from autograder.grade.scoring import failed
 from autograder.gradescope.results import VISIBILITIES, gradescope_results, write_results
@@ -37,8 +43,16 @@ CONFIG_NAME = "gradescope.json"   # written into the zip by ``python -m autograd
 KIT_ROOT = Path(__file__).resolve().parents[2]
 STUDENT = "submission"            # one student per container: the name only shows in extra_data
 DEFAULTS = {"visibility": "visible", "timeout_s": 60.0, "memory_mb": 4096}
-# Owner of results/ while student code runs: neither root nor the sandbox's nobody (65534).
+# Owner of results/ while student code runs: neither root nor the sandbox's uid.
 GUARD_UID = 65533
+# Student code runs as this uid: no process of Gradescope's image uses it, so every process
+# running as it after grading is the student's, and is killed. Not nobody: on a machine of
+# one's own, the sweep would kill other programs' nobody processes. Below 65536 for
+# containers whose user namespace maps only that many uids.
+SANDBOX_UID = 65532
+NOT_RUN = ("your code was not run: the autograder could not run it safely ({why}). This is not "
+           "your fault; course staff: run setup.sh in the image (it makes the Python environment "
+           "readable by the sandbox's user), or run the grader as root")
 
 
 def load_config(kit_root: Path = KIT_ROOT) -> dict:
@@ -50,9 +64,10 @@ def load_config(kit_root: Path = KIT_ROOT) -> dict:
 
 
 @contextlib.contextmanager
-def recording_sandbox(disable=()):
-    """grade_batch builds its own Sandbox; swap in one that remembers the layers it got
-    (and, for tests, starts with some layers switched off) for this run only."""
+def recording_sandbox(disable=(), uid: int = SANDBOX_UID):
+    """grade_batch builds its own Sandbox; swap in one that runs student code as ``uid``
+    and never as root, remembers the layers it got (and, for tests, starts with some
+    layers switched off) for this run only."""
     import autograder.grade.sandbox as sandbox_pkg
 
     original = sandbox_pkg.Sandbox
@@ -62,6 +77,7 @@ def recording_sandbox(disable=()):
         def __init__(self, *args, **kwargs):
             if disable:
                 kwargs["disable"] = tuple(disable)
+            kwargs.update(uid=uid, never_root=True)
             with warnings.catch_warnings():   # grade_batch prints the same warning on stdout
                 warnings.simplefilter("ignore", RuntimeWarning)
                 super().__init__(*args, **kwargs)
@@ -80,7 +96,8 @@ def _not_graded(status: str, message: str, notes=()) -> tuple[dict, str]:
     return results_json(graded, "", notes), feedback_markdown(graded, notes)
 
 
-def grade_submission(root: Path, timeout_s: float, memory_mb: int, disable=()) -> tuple[dict, str, dict, object]:
+def grade_submission(root: Path, timeout_s: float, memory_mb: int, disable=(),
+                     uid: int = SANDBOX_UID) -> tuple[dict, str, dict, object]:
     """(batch results, feedback markdown, sandbox record, what was found) for ``root``/submission."""
     found = find_submission(root / "submission")
     seen: dict = {"layers": [], "warning": None}
@@ -93,9 +110,14 @@ def grade_submission(root: Path, timeout_s: float, memory_mb: int, disable=()) -
         (students / STUDENT).mkdir(parents=True)
         (students / STUDENT / STUDENT_FILE).write_bytes(found.source)
         out = private / "out"
-        with recording_sandbox(disable) as seen:
-            [results] = grade_batch(students, out, jobs=1, timeout_s=timeout_s, memory_mb=memory_mb,
-                                    force=True, progress=False, isolation="auto")
+        try:
+            with recording_sandbox(disable, uid) as seen:
+                [results] = grade_batch(students, out, jobs=1, timeout_s=timeout_s, memory_mb=memory_mb,
+                                        force=True, progress=False, isolation="auto")
+        except IsolationError as exc:   # the sandbox refused before any student code ran
+            seen["refused"] = str(exc)
+            results, feedback = _not_graded("crashed", NOT_RUN.format(why=exc))
+            return results, feedback, seen, found
         feedback_file = out / "feedback" / f"{STUDENT}.md"
         feedback = feedback_file.read_text(encoding="utf-8") if feedback_file.is_file() else ""
         return results, feedback, seen, found
@@ -103,16 +125,65 @@ def grade_submission(root: Path, timeout_s: float, memory_mb: int, disable=()) -
         shutil.rmtree(private, ignore_errors=True)
 
 
+def live_processes_of(uid: int, but: int = 0) -> list[int]:
+    """Pids of the processes (not zombies) whose real, effective or saved uid is ``uid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == but:
+            continue
+        try:
+            with open(f"/proc/{entry}/status", encoding="utf-8", errors="replace") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue   # gone meanwhile
+        ids = fields.get("Uid", "").split()[:3]
+        if str(uid) in ids and not fields.get("State", "").strip().startswith(("Z", "X")):
+            pids.append(int(entry))
+    return pids
+
+
+def sweep_sandbox_uid(uid: int, rounds: int = 200) -> tuple[int, list[int]]:
+    """Kill every process running as ``uid``; returns (how many there were, pids still alive).
+
+    A forked helper becomes ``uid`` and sends SIGKILL to -1: the kernel delivers it to every
+    process of that uid in one pass that a fork cannot slip past (a process with a pending
+    SIGKILL cannot fork), and to no process of any other user. Repeated until /proc shows
+    none, in case one was being created as the pass ran."""
+    before = live_processes_of(uid)
+    with warnings.catch_warnings():   # Python 3.12 warns about fork with threads; the helper only makes syscalls
+        warnings.simplefilter("ignore", DeprecationWarning)
+        helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            me = os.getpid()
+            for _ in range(rounds):
+                try:
+                    os.kill(-1, signal.SIGKILL)   # never the caller itself
+                except OSError:
+                    pass                           # ESRCH: nothing of that uid was left
+                if not live_processes_of(uid, but=me):
+                    code = 0
+                    break
+                time.sleep(0.01)
+        finally:
+            os._exit(code)
+    os.waitpid(helper, 0)
+    return len(before), live_processes_of(uid)
+
+
 @contextlib.contextmanager
 def results_dir_locked(results_dir: Path):
     """While student code runs, results/ (and the folder holding it, so it cannot be
-    renamed away and replaced) is writable by no one but root with its capabilities.
+    renamed away and replaced) is writable by no one but root.
 
-    The sandbox drops the child to nobody, or (when nobody cannot read Python)
-    keeps uid 0 without capabilities. Owned by GUARD_UID, the folders are then
-    neither writable nor chmod-able by the child, whichever of the two it is.
-    A results.json left from before is removed first, so a crash never leaves
-    a stale (or planted) file behind.
+    Owned by GUARD_UID (not the sandbox's uid) and without group/other write,
+    the folders are neither writable nor chmod-able by student code. A
+    results.json left from before is removed first, so a crash never leaves a
+    stale (or planted) file behind.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "results.json").unlink(missing_ok=True)
@@ -145,14 +216,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--disable-layer", action="append", default=[], metavar="LAYER",
                         help="for tests: switch a sandbox layer off (landlock, mount, pivot_root) "
                              "to see how the grader does in a container without it")
+    parser.add_argument("--sandbox-uid", type=int, default=SANDBOX_UID, metavar="UID",
+                        help=f"uid student code runs as when this runs as root (default {SANDBOX_UID}); "
+                             f"every process of that uid is killed after grading, so give each of "
+                             f"several runs on one machine its own")
     args = parser.parse_args(argv)
+    if not 0 < args.sandbox_uid < 65536 or args.sandbox_uid == GUARD_UID:
+        parser.error(f"--sandbox-uid must be between 1 and 65535 and not {GUARD_UID} (the guard of results/)")
     root = Path(os.environ.get("AUTOGRADER_ROOT") or "/autograder")
     results_dir = root / "results"
+    as_root = os.geteuid() == 0
+    if as_root:   # also done by setup.sh; again here in case the image was built another way
+        with contextlib.suppress(OSError):
+            os.chmod(KIT_ROOT / "solutions", 0o700)
     start = time.monotonic()
+    swept: tuple[int, list[int]] | None = None
     try:
         with results_dir_locked(results_dir):
-            results, feedback, seen, found = grade_submission(root, args.timeout, args.memory_mb,
-                                                              args.disable_layer)
+            try:
+                results, feedback, seen, found = grade_submission(root, args.timeout, args.memory_mb,
+                                                                  args.disable_layer, args.sandbox_uid)
+            finally:   # also after a crash of the grader: nothing of the student's may outlive it
+                if as_root:
+                    swept = sweep_sandbox_uid(args.sandbox_uid)
     except Exception as exc:   # noqa: BLE001 -- the student still gets a results file that says so
         traceback.print_exc(file=sys.stdout)
         message = (f"the autograder itself failed ({type(exc).__name__}: {exc}); this is not your "
@@ -161,8 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         seen, found = {"layers": [], "warning": None}, None
 
     notes = found.notes if found is not None else ()
-    final = gradescope_results(results, feedback, notes, args.visibility, time.monotonic() - start,
-                               seen["layers"], found.shown if found is not None else "")
+    common = (results, feedback, notes, args.visibility, time.monotonic() - start, seen["layers"],
+              found.shown if found is not None else "")
+    try:
+        final = gradescope_results(*common, rubric=load_rubric(RUBRIC_PATH))
+    except ValueError as exc:   # the grader's tests as they are: results.json is still written
+        print(f"WARNING: {exc}")
+        final = gradescope_results(*common)
     path = write_results(results_dir, final)
 
     extra = final["extra_data"]
@@ -170,10 +261,31 @@ def main(argv: list[str] | None = None) -> int:
           f"{final['score']:g}/{extra['max_total']:g}, status {extra['status']}")
     for note in notes:
         print(f"note: {note}")
-    if seen["layers"]:
-        print("sandbox layers that held: " + "; ".join(seen["layers"]))
+    for line in layer_report(seen, swept, args.sandbox_uid, as_root):
+        print(line)
     print(f"wrote {path} in {time.monotonic() - start:.1f} s")
     return 0
+
+
+def layer_report(seen: dict, swept: tuple[int, list[int]] | None, uid: int, as_root: bool) -> list[str]:
+    """What held, for the staff (stdout)."""
+    lines = []
+    if seen.get("refused"):
+        lines.append(f"REFUSED, no student code ran: {seen['refused']}")
+    if seen["layers"]:
+        lines.append("sandbox layers that held: " + "; ".join(seen["layers"]))
+    if not as_root:
+        lines.append("not run as root: student code ran as this same user (no uid drop, no sweep, "
+                     "results/ not protected from it); on Gradescope it runs as root")
+        return lines
+    lines.append(f"student code runs as uid {uid}, never as root (the sandbox refuses instead)")
+    lines.append(f"results/ and its parent owned by uid {GUARD_UID} without group/other write while "
+                 f"student code ran; results.json written afterwards by root, atomically")
+    if swept is not None:
+        count, left = swept
+        lines.append(f"sweep of uid {uid} after grading: {count} process(es) found running and killed; "
+                     + (f"STILL ALIVE: {left}" if left else "none left"))
+    return lines
 
 
 if __name__ == "__main__":

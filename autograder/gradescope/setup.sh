@@ -21,6 +21,12 @@ venv="$kit/.venv"
 # --- the versions (change them together with the kit's own environment) -------------
 TORCH_VERSION="2.14.1"
 TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+TORCH_REQUIREMENT="torch==${TORCH_VERSION}+cpu"
+# Only for a local dry run on a machine that cannot reach PyTorch's index (never on
+# Gradescope): TORCH_INDEX and TORCH_WHEEL replace the two lines above, e.g.
+#   TORCH_INDEX=https://pypi.org/simple TORCH_WHEEL=torch==2.14.1 bash setup.sh
+TORCH_CPU_INDEX="${TORCH_INDEX:-$TORCH_CPU_INDEX}"
+TORCH_REQUIREMENT="${TORCH_WHEEL:-$TORCH_REQUIREMENT}"
 PINNED=(
     "numpy==2.4.6"
     "tqdm==4.70.1"
@@ -59,16 +65,17 @@ fi
 "$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \
     "${PINNED[@]}"
 "$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check \
-    --index-url "$TORCH_CPU_INDEX" "torch==${TORCH_VERSION}+cpu"
+    --index-url "$TORCH_CPU_INDEX" "$TORCH_REQUIREMENT"
 
 # A last check that fails the image build now rather than every student's run later.
 "$venv/bin/python" -c "import torch, numpy, tqdm; print('torch', torch.__version__, 'ready')"
 chmod +x "$kit/run_autograder"
 
 # --- 4. permissions the sandbox relies on ------------------------------------------------
-# Student code drops to user nobody only when nobody can read Python; otherwise it
-# keeps uid 0 without capabilities, which can still write root-owned files. So make
-# the venv (and every folder above it) readable and traversable by others ...
+# Student code runs as an unprivileged uid (65532), which must be able to read Python;
+# when it cannot, run_autograder refuses to run student code at all (score 0 and a
+# message for the staff) rather than run it as root. So make the venv (and every
+# folder above it) readable and traversable by others ...
 chmod -R o+rX "$venv"
 dir="$venv"
 while [[ "$dir" != "/" ]]; do

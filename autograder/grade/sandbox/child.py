@@ -61,7 +61,8 @@ def c2_setup(cfg: dict, run: dict, ns: set) -> tuple[list[str], list[str]]:
     pydirs = filesystem.python_dirs(cfg["repo_root"])
     hidden = [cfg["repo_root"], *cfg["hidden_paths"]]
     may_drop = isolate and os.geteuid() == 0
-    owner = NOBODY if may_drop else os.geteuid()     # who the job will run as, owning the temp dir
+    uid = cfg.get("uid", NOBODY)
+    owner = uid if may_drop else os.geteuid()     # who the job will run as, owning the temp dir
     root_ok = scratch_ok = False
     exposed: list[str] = []
     if isolate and "mount" in ns:
@@ -80,8 +81,12 @@ def c2_setup(cfg: dict, run: dict, ns: set) -> tuple[list[str], list[str]]:
             except OSError:
                 pass
     nobody_ok = root_ok or all(filesystem.readable_by_nobody(d) for d in pydirs)
+    if may_drop and not nobody_ok and cfg.get("never_root"):
+        raise Refused(f"student code was not run: uid {uid} cannot read the Python installation "
+                      f"({', '.join(d for d in pydirs if not filesystem.readable_by_nobody(d))}) and there "
+                      f"is no mount namespace to expose it, and never_root forbids keeping uid 0")
     if may_drop and not root_ok:
-        owner = NOBODY if nobody_ok else 0
+        owner = uid if nobody_ok else 0
         os.chown(rundir, owner, owner)
     _write_student_file(rundir, run["source"], owner)
     apply_process_limits(lim)
@@ -89,8 +94,8 @@ def c2_setup(cfg: dict, run: dict, ns: set) -> tuple[list[str], list[str]]:
     os.environ.update(HOME=rundir, TMPDIR=rundir, CUDA_VISIBLE_DEVICES="")
     if may_drop:
         if nobody_ok:
-            drop_to_nobody()
-            layers += ["uid nobody", "capabilities dropped"]
+            drop_to_nobody(uid)
+            layers += ["uid nobody" if uid == NOBODY else f"uid {uid} (unprivileged)", "capabilities dropped"]
         else:
             # capset acts on one thread; after fork this child has only one.
             drop_capabilities_keep_root()

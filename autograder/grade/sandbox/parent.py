@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .framing import recv, send
 from .limits import Limits
+from .privileges import NOBODY
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PRELOAD = ("torch", "torch.nn", "torch.nn.functional", "numpy")
@@ -65,7 +66,7 @@ class _Zygote:
         cfg = {"fd_in": p2z_r, "fd_out": z2p_w, "parent_pid": os.getpid(), "job": sb.job,
                "preload": list(sb.preload), "repo_root": str(REPO_ROOT), "isolation": sb.isolation_mode,
                "hidden_paths": [str(Path(p).resolve()) for p in sb.hidden_paths], "base_dir": self.base,
-               "disable": sorted(sb.disable)}
+               "disable": sorted(sb.disable), "uid": sb.uid, "never_root": sb.never_root}
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                "PYTHONDONTWRITEBYTECODE": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -168,11 +169,14 @@ class Sandbox:
     filesystem view is an allow-list (Landlock or the allow-list root) that hides
     every ``hidden_paths`` entry; "none" applies none.  ``disable`` switches named
     layers off (see DISABLEABLE), to exercise the fallbacks on a capable machine.
+    ``uid``: who student code runs as when the grader is root; ``never_root``: refuse
+    (IsolationError) rather than keep uid 0 when that uid cannot read Python.
     """
 
     def __init__(self, job: str = "autograder.grade.probe:run_probe", preload=DEFAULT_PRELOAD,
                  limits: Limits | None = None, isolation: str = "auto", hidden_paths=(),
-                 python: str | None = None, import_root: Path | str = REPO_ROOT, disable=()):
+                 python: str | None = None, import_root: Path | str = REPO_ROOT, disable=(),
+                 uid: int = NOBODY, never_root: bool = False):
         if isolation not in ("auto", "strict", "none"):
             raise ValueError("isolation must be 'auto', 'strict' or 'none'")
         unknown = set(disable) - set(DISABLEABLE)
@@ -181,6 +185,7 @@ class Sandbox:
         self.job, self.preload, self.limits = job, tuple(preload), limits or Limits()
         self.isolation_mode, self.hidden_paths = isolation, tuple(hidden_paths)
         self.disable = frozenset(disable)
+        self.uid, self.never_root = int(uid), bool(never_root)
         self.python, self.import_root = python or sys.executable, Path(import_root)
         self.warning: str | None = None
         self.isolation: list[str] = []

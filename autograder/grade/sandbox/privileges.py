@@ -42,14 +42,15 @@ def drop_capabilities_keep_root() -> None:
         raise RuntimeError("capability drop failed")
 
 
-def drop_to_nobody() -> None:
+def drop_to_nobody(uid: int = NOBODY) -> None:
+    """To nobody, or to another unprivileged uid (its gid the same number)."""
     _empty_bounding_set()
     os.setgroups([])
-    os.setresgid(NOBODY, NOBODY, NOBODY)
-    os.setresuid(NOBODY, NOBODY, NOBODY)
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)   # setuid clears it
     st = _status()
-    if os.getuid() != NOBODY or any(int(st[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")):
+    if os.getuid() != uid or any(int(st[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")):
         raise RuntimeError("privilege drop failed")
 
 
