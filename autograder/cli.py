@@ -122,10 +122,11 @@ def _cmd_nbgrader_verify(args: argparse.Namespace) -> int:
         return 2
     for difference in differences:
         print(f"{difference.student}: {difference.problem}")
+    differing = [d for d in differences if d.differs]   # the others are notes
     print(f"{compared} submission{'' if compared == 1 else 's'} regraded with the sandboxed grader: "
-          + (f"{len(differences)} differ{'s' if len(differences) == 1 else ''} from the gradebook"
-             if differences else "the gradebook agrees"))
-    return 1 if differences else 0
+          + (f"{len(differing)} differ{'s' if len(differing) == 1 else ''} from the gradebook"
+             if differing else "the gradebook agrees"))
+    return 1 if differing else 0
 
 
 def _cmd_checkpoints_train(args: argparse.Namespace) -> int:

@@ -1,7 +1,9 @@
 """The nbgrader course round trip with real nbgrader and its real SQLite gradebook:
 init, generate_assignment, three students (correct, wrong in one part, hostile), one whose
-file is misnamed (next to the student zip's autograder/ folder) and one without a notebook,
-autograde, export, generate_feedback, verify."""
+file is misnamed (next to the student zip's autograder/ folder), and four whose notebook is
+missing, not valid JSON, lacks test cells, or has nbgrader metadata nbgrader 0.9 stops the
+whole run on; autograde, export, generate_feedback, verify."""
+import copy
 import csv
 import html
 import json
@@ -52,6 +54,17 @@ STUDENTS = {
     "hostile": HOSTILE_HEADER + (EXAMPLES / "layer3_downsample_first" / STUDENT_FILE).read_text(encoding="utf-8"),
 }
 NO_NOTEBOOK = "no_notebook"
+# Notebooks autograde cannot use as handed in: each student is graded from the .py with the
+# released notebook in its place (students are autograded in name order: "bad_schema" comes
+# first, so a run that stopped at it would leave the others ungraded).
+BROKEN_NOTEBOOKS = {
+    "bad_schema": ("correct", "the nbgrader metadata of cells in CNN_Implementation.ipynb was changed"),
+    "broken_json": ("wrong_q1a", "CNN_Implementation.ipynb is not a readable notebook"),
+    "deleted_cell": ("wrong_q1a", "the test cells test_Q1a, test_Q2c of CNN_Implementation.ipynb were deleted "
+                                  "or changed"),
+}
+SUBSTITUTED = {NO_NOTEBOOK: "CNN_Implementation.ipynb was not handed in",
+               **{student: why for student, (_, why) in BROKEN_NOTEBOOKS.items()}}
 # A browser's second download: graded like `python -m autograder grade` grades it, with a note.
 MISNAMED = "misnamed"
 MISNAMED_FILE = "resnet50_skeleton (1).py"
@@ -97,10 +110,29 @@ def course(tmp_path_factory):
     lone = course / "submitted" / NO_NOTEBOOK / ASSIGNMENT
     lone.mkdir(parents=True)
     (lone / STUDENT_FILE).write_text(STUDENTS["correct"], encoding="utf-8")
+    for student, (file_of, _) in BROKEN_NOTEBOOKS.items():
+        folder = course / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / STUDENT_FILE).write_text(STUDENTS[file_of], encoding="utf-8")
+        (folder / NOTEBOOK_NAME).write_text(broken_notebook(student, released / NOTEBOOK_NAME), encoding="utf-8")
     autograde = nbgrader(course, "autograde", ASSIGNMENT)
-    # The student without a notebook is an error for nbgrader (exit 1); the others are graded.
-    (course / "autograde.log").write_text(autograde.stdout + autograde.stderr, encoding="utf-8")
+    (course / "autograde.log").write_text(autograde.stdout + autograde.stderr
+                                          + f"\nexit status {autograde.returncode}\n", encoding="utf-8")
     return course
+
+
+def broken_notebook(student: str, released: Path) -> str:
+    """The released notebook as the student broke it."""
+    text = released.read_text(encoding="utf-8")
+    if student == "broken_json":   # cut off mid-file, as a full disk or a bad merge leaves it
+        return text[: len(text) // 2]
+    nb = json.loads(text)
+    if student == "bad_schema":    # nbgrader 0.9 stops the whole run on this one
+        nb["cells"][-1]["metadata"]["nbgrader"]["schema_version"] = 1
+    elif student == "deleted_cell":   # one test cell deleted, another one's grade_id edited
+        nb["cells"] = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") != "test_Q1a"]
+        nb["cells"][-1]["metadata"]["nbgrader"]["grade_id"] = "my_test"
+    return json.dumps(nb)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +144,9 @@ def cli_results(course, tmp_path_factory):
         (folder / student / STUDENT_FILE).write_text(text, encoding="utf-8")
     (folder / MISNAMED).mkdir()
     (folder / MISNAMED / MISNAMED_FILE).write_text(STUDENTS["wrong_q1a"], encoding="utf-8")
+    for student, file_of in [(NO_NOTEBOOK, "correct"), *((s, f) for s, (f, _) in BROKEN_NOTEBOOKS.items())]:
+        (folder / student).mkdir()
+        (folder / student / STUDENT_FILE).write_text(STUDENTS[file_of], encoding="utf-8")
     results = grade_batch(folder, folder.parent / "out", jobs=2, progress=False, log=lambda *_: None)
     return {r["extra_data"]["student"]: r for r in results}
 
@@ -218,6 +253,9 @@ def test_release_leaks_no_solution_no_hidden_test_no_output(course):
 
 def test_autograde_grades_every_student_and_keeps_the_handed_in_file(course):
     log = (course / "autograde.log").read_text(encoding="utf-8")
+    assert log.endswith("exit status 0\n"), log[-3000:]   # no student is an error, the run went to the end
+    for student in [MISNAMED, *SUBSTITUTED]:
+        assert (course / "autograded" / student / ASSIGNMENT / NOTEBOOK_NAME).is_file(), (student, log[-3000:])
     for student, text in STUDENTS.items():
         graded = course / "autograded" / student / ASSIGNMENT
         assert (graded / NOTEBOOK_NAME).is_file(), log[-3000:]
@@ -228,7 +266,8 @@ def test_autograde_grades_every_student_and_keeps_the_handed_in_file(course):
 
 def test_gradebook_per_part_scores_equal_the_cli(course, cli_results):
     book = gradebook_parts(course)
-    for student in [*STUDENTS, MISNAMED]:
+    assert sorted(book) == sorted([*STUDENTS, MISNAMED, *SUBSTITUTED])
+    for student in [*STUDENTS, MISNAMED, *SUBSTITUTED]:
         cli_parts = cli_results[student]["extra_data"]["parts"]
         for part in PART_IDS:
             assert book[student][grade_id_for_part(part)] == pytest.approx(cli_parts[part], abs=0.005), \
@@ -240,6 +279,27 @@ def test_gradebook_per_part_scores_equal_the_cli(course, cli_results):
     # The misnamed file is graded (not 0) in the gradebook, exactly as the CLI grades it.
     assert cli_results[MISNAMED]["extra_data"]["parts"] == wrong
     assert book[MISNAMED][grade_id_for_part("Q1b")] == 20
+    # Missing or broken notebooks: each graded from its own .py (not 0, not someone else's file).
+    assert cli_results[NO_NOTEBOOK]["score"] == 105 and cli_results["broken_json"]["extra_data"]["parts"] == wrong
+
+
+def test_a_missing_or_broken_notebook_is_replaced_by_the_released_one_with_a_note_and_a_flag(course):
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        flagged = {s.student.id: s.notebooks[0].flagged for s in gb.find_assignment(ASSIGNMENT).submissions}
+    assert {student for student, flag in flagged.items() if flag} == set(SUBSTITUTED)
+    for student, why in SUBSTITUTED.items():
+        graded = nbformat.read(course / "autograded" / student / ASSIGNMENT / NOTEBOOK_NAME, as_version=4)
+        assert graded.cells[0].source.startswith(f"**Autograder note:** {why}, so your submission was graded "
+                                                 "with the released notebook in its place."), student
+        grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in graded.cells if "nbgrader" in c.metadata]
+        assert grade_ids == [grade_id_for_part(p) for p in PART_IDS], student
+    # What the student handed in stays as it was.
+    broken = (course / "submitted" / "broken_json" / ASSIGNMENT / NOTEBOOK_NAME).read_text(encoding="utf-8")
+    assert broken == broken_notebook("broken_json", course / "release" / ASSIGNMENT / NOTEBOOK_NAME)
+    assert not (course / "submitted" / NO_NOTEBOOK / ASSIGNMENT / NOTEBOOK_NAME).exists()
+    correct = nbformat.read(course / "autograded" / "correct" / ASSIGNMENT / NOTEBOOK_NAME, as_version=4)
+    assert not any("Autograder note" in c.source for c in correct.cells)
 
 
 def test_export_gives_totals_out_of_105(course, cli_results):
@@ -247,7 +307,7 @@ def test_export_gives_totals_out_of_105(course, cli_results):
     assert result.returncode == 0, result.stderr
     with open(course / "grades.csv", newline="") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
-    for student in STUDENTS:
+    for student in [*STUDENTS, *SUBSTITUTED]:
         assert float(rows[student]["max_score"]) == 105
         assert float(rows[student]["score"]) == pytest.approx(cli_results[student]["score"], abs=0.02)
 
@@ -269,16 +329,21 @@ def test_feedback_shows_the_clis_per_check_messages(course, cli_results):
     assert with_output == [grade_id_for_part(p) for p in PART_IDS]
     misnamed = (course / "feedback" / MISNAMED / ASSIGNMENT / "CNN_Implementation.html").read_text(encoding="utf-8")
     assert html.escape(f"graded {MISNAMED_FILE}", quote=False) in misnamed
+    # The student whose notebook was broken reads why, and their checks' messages.
+    broken = (course / "feedback" / "broken_json" / ASSIGNMENT / "CNN_Implementation.html").read_text(encoding="utf-8")
+    assert "Autograder note:</strong> CNN_Implementation.ipynb is not a readable notebook" in broken
+    assert all(html.escape(m, quote=False) in broken or html.escape(m) in broken for m in messages)
 
 
 def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
     result = kit_cli(course.parent, "nbgrader", "verify", str(course), "--quiet")
     lines = result.stdout.splitlines()
-    # Only the student whose notebook is missing differs: nbgrader graded nothing for them.
-    assert [line.split(":")[0] for line in lines[:-1]] == [NO_NOTEBOOK], result.stdout + result.stderr
-    assert "was not handed in" in lines[0] and "the CLI gives 105" in lines[0]
-    assert lines[-1] == "5 submissions regraded with the sandboxed grader: 1 differs from the gradebook"
-    assert result.returncode == 1
+    # Every score agrees; the students whose notebook autograde replaced are listed with why.
+    assert lines[:-1] == [f"{student}: note: {why}; autograde graded the .py with the released notebook in its "
+                          "place (flagged in the gradebook)" for student, why in sorted(SUBSTITUTED.items())], \
+        result.stdout + result.stderr
+    assert lines[-1] == "8 submissions regraded with the sandboxed grader: the gradebook agrees"
+    assert result.returncode == 0
     with sqlite3.connect(course / "gradebook.db") as db:
         changed = db.execute(
             "UPDATE grade SET auto_score = 20 WHERE cell_id IN (SELECT id FROM base_cell WHERE name = ?) "
@@ -291,13 +356,42 @@ def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
         tampered.stdout
 
 
-def test_verify_names_a_missing_or_unreadable_notebook_and_refuses_a_course_without_gradebook(tmp_path):
-    from autograder.nbgrader.verify import _notebook_problem
-    assert "was not handed in" in _notebook_problem(tmp_path / NOTEBOOK_NAME)
-    (tmp_path / NOTEBOOK_NAME).write_text('{"cells": [', encoding="utf-8")
-    assert "not a readable notebook" in _notebook_problem(tmp_path / NOTEBOOK_NAME)
-    shutil.copy(KIT_ROOT / "CNN_Implementation.ipynb", tmp_path / NOTEBOOK_NAME)
-    assert _notebook_problem(tmp_path / NOTEBOOK_NAME) is None
+def test_notebook_problem_names_each_way_a_notebook_cannot_carry_the_test_cells(tmp_path):
+    from autograder.nbgrader.autograde import notebook_problem
+    path = tmp_path / NOTEBOOK_NAME
+    assert notebook_problem(path) == "CNN_Implementation.ipynb was not handed in"
+    path.mkdir()
+    assert notebook_problem(path) == "CNN_Implementation.ipynb was not handed in"
+    path.rmdir()
+    source = build_source_notebook(KIT_ROOT / "solutions" / NOTEBOOK_NAME)
+    nbformat.write(source, path)
+    assert notebook_problem(path) is None
+    for broken in ('{"cells": [', "", "\xff\xfe not text", '{"cells": "none"}', "[]"):
+        path.write_text(broken, encoding="latin-1")
+        assert notebook_problem(path) == "CNN_Implementation.ipynb is not a readable notebook", broken
+    test_cells = [i for i, c in enumerate(source.cells) if c.metadata.get("nbgrader", {}).get("grade")]
+
+    def changed(edit) -> str | None:
+        nb = copy.deepcopy(source)
+        edit(nb)
+        nbformat.write(nb, path)
+        return notebook_problem(path)
+    assert changed(lambda nb: nb.cells.pop(test_cells[2])) == \
+        "the test cell test_Q2a of CNN_Implementation.ipynb was deleted or changed"
+    assert changed(lambda nb: nb.cells[test_cells[0]].metadata.pop("nbgrader")) == \
+        "the test cell test_Q1a of CNN_Implementation.ipynb was deleted or changed"
+    assert changed(lambda nb: nb.cells[test_cells[4]].metadata.nbgrader.update(grade=False)) == \
+        "the test cell test_Q2c of CNN_Implementation.ipynb was deleted or changed"
+    assert changed(lambda nb: nb.cells[test_cells[1]].metadata.nbgrader.update(schema_version=99)) == \
+        "the nbgrader metadata of cells in CNN_Implementation.ipynb was changed"
+    assert changed(lambda nb: nb.cells[test_cells[1]].metadata.nbgrader.pop("grade_id")) == \
+        "the nbgrader metadata of cells in CNN_Implementation.ipynb was changed"
+    # Edits nbgrader itself undoes (it restores a test cell's source and points from the gradebook).
+    assert changed(lambda nb: setattr(nb.cells[test_cells[0]], "source", "20")) is None
+    assert changed(lambda nb: nb.cells[test_cells[3]].metadata.nbgrader.update(points=1000)) is None
+
+
+def test_verify_refuses_a_course_without_gradebook(tmp_path):
     (tmp_path / "submitted" / "alice" / ASSIGNMENT).mkdir(parents=True)
     result = kit_cli(tmp_path, "nbgrader", "verify", str(tmp_path))
     assert result.returncode == 2

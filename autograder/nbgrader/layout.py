@@ -36,6 +36,18 @@ c.Autograde.exclude_overwriting = {{{assignment!r}: [{student_file!r}]}}
 # The first test cell grades the file in the kit's sandbox (one run for all five cells).
 c.Execute.timeout = {timeout}
 
+# A submission whose notebook is missing, not valid JSON, or lost its test cells or their
+# nbgrader metadata is graded from its .py with the released notebook standing in, with a
+# note at its top and the notebook flagged in the gradebook. Needs the kit installed here.
+try:
+    from autograder.nbgrader.autograde import configure_autograde
+except ImportError:
+    import sys
+    print("nbgrader_config.py: the cnn-assignment-kit is not installed in this environment; "
+          "autograde cannot grade this course here", file=sys.stderr)
+else:
+    configure_autograde(c, {assignment!r})
+
 # Folders the notebook may write while a student works in it; never part of the assignment.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
                             "data", "results", "submission.zip", "*.ckpt"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.nbgrader import NOTEBOOK_NAME, grade_id_for_part
+from autograder.nbgrader.autograde import notebook_problem
 from autograder.nbgrader.test_cell import stage_student_folder
 from autograder.spec import PART_IDS
 
@@ -29,6 +30,7 @@ class VerifyError(ValueError):
 class Difference:
     student: str
     problem: str   # one sentence
+    differs: bool = True   # False: a note (the gradebook agrees, but the TA should know why)
 
 
 def gradebook_scores(course_dir: Path, assignment: str) -> dict[str, dict[str, float | None]]:
@@ -59,21 +61,10 @@ def gradebook_scores(course_dir: Path, assignment: str) -> dict[str, dict[str, f
     return scores
 
 
-def _notebook_problem(path: Path) -> str | None:
-    """Why nbgrader could not grade this handed-in notebook, or None."""
-    if not path.is_file():
-        return f"{NOTEBOOK_NAME} was not handed in, so nbgrader graded nothing"
-    try:
-        import nbformat
-        nbformat.read(str(path), as_version=4)
-    except Exception:   # any reason nbformat refuses it: nbgrader refuses it too
-        return f"{NOTEBOOK_NAME} is not a readable notebook, so nbgrader gave 0"
-    return None
-
-
 def verify_course(course_dir: Path, assignment: str, jobs: int = 2,
                   progress: bool = False) -> tuple[list[Difference], int]:
-    """(students whose gradebook differs from the CLI, how many students were compared)."""
+    """(one line per student whose gradebook differs from the CLI, or whose notebook autograde had to
+    replace (``differs`` False), how many students were compared)."""
     from autograder.grade.batch import grade_batch
     course_dir = Path(course_dir)
     submitted = course_dir / "submitted"
@@ -101,12 +92,17 @@ def verify_course(course_dir: Path, assignment: str, jobs: int = 2,
         cli = by_student[student].get("extra_data", {})
         cli_parts = cli.get("parts", {})
         book = in_gradebook.get(student)
-        notebook_problem = _notebook_problem(submitted / student / assignment / NOTEBOOK_NAME)
-        if book is None or notebook_problem:
-            why = notebook_problem or "handed in but not autograded (no gradebook entry)"
-            differences.append(Difference(student, f"{why}; the CLI gives {sum(map(float, cli_parts.values())):g}"
-                                                   f" ({', '.join(f'{p} {float(v):g}' for p, v in cli_parts.items())})"))
+        cli_total = (f"the CLI gives {sum(map(float, cli_parts.values())):g}"
+                     f" ({', '.join(f'{p} {float(v):g}' for p, v in cli_parts.items())})")
+        if book is None or all(score is None for score in book.values()):
+            differences.append(Difference(student, f"handed in but not autograded (no gradebook score; run "
+                                                   f"nbgrader autograde {assignment}); {cli_total}"))
             continue
+        problem = notebook_problem(submitted / student / assignment / NOTEBOOK_NAME)
+        if problem:
+            # autograde graded the .py with the released notebook in its place (flagged in the gradebook)
+            differences.append(Difference(student, f"note: {problem}; autograde graded the .py with the released "
+                                                   "notebook in its place (flagged in the gradebook)", differs=False))
         wrong = []
         for part in PART_IDS:
             expected = float(cli_parts.get(part, 0.0))
