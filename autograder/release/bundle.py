@@ -33,6 +33,7 @@ students' copy of the package; the course's full table is not part of it.
 """
 '''
 CHECKPOINTS = ("vgg16_epoch250.ckpt", "resnet50_epoch285.ckpt")
+CHECKPOINT_MANIFEST = "manifest.json"   # autograder.checkpoints.manifest.MANIFEST_NAME
 # The zip's README.md: for students, so only what the handout says (scanned for the answer key too).
 STUDENT_README = """\
 # Assignment 2: CNN implementation (CIFAR-10, VGG-16 and ResNet-50)
@@ -45,6 +46,8 @@ STUDENT_README = """\
 - `autograder/check/` and `autograder/spec/`: the notebook's checks against the slide table.
 - `vgg16_epoch250.ckpt` and `resnet50_epoch285.ckpt`, the trained checkpoints, when your course put them
   in this zip; otherwise download them from where your course posts them (the notebook says which it needs).
+- `manifest.json`, when your course made one: each checkpoint's size and sha256. Keep it next to the `.ckpt` files:
+  the notebook then tells you when your copy is incomplete or damaged (a partial upload, say).
 
 ## Running it on Colab
 
@@ -96,7 +99,38 @@ def bundle_members(root: Path = KIT_ROOT) -> list[tuple[str, Path | bytes]]:
         path = root / "checkpoints" / name
         if path.is_file():
             members.append((name, path))
+    # Next to the checkpoints, so the notebook can tell a student whose copy is partial or damaged.
+    if (root / "checkpoints" / CHECKPOINT_MANIFEST).is_file():
+        members.append((CHECKPOINT_MANIFEST, root / "checkpoints" / CHECKPOINT_MANIFEST))
     return members
+
+
+def checkpoint_manifest_notes(root: Path = KIT_ROOT) -> list[str]:
+    """Notes on checkpoints/manifest.json for the bundle; raises BundleError when a checkpoint
+    that goes into the zip does not match its manifest entry (students would get a damaged file)."""
+    from autograder.checkpoints.manifest import ManifestError, file_sha256, read_manifest
+    folder = root / "checkpoints"
+    bundled = [name for name in CHECKPOINTS if (folder / name).is_file()]
+    if not (folder / CHECKPOINT_MANIFEST).is_file():
+        return [f"warning: no checkpoints/{CHECKPOINT_MANIFEST}: the notebook cannot tell a student whose "
+                "checkpoint is partial or damaged"] if bundled else []
+    try:
+        entries = read_manifest(folder)["checkpoints"]
+    except ManifestError as exc:
+        raise BundleError(str(exc)) from None
+    notes, wrong = [], []
+    for name in bundled:
+        entry, path = entries.get(name), folder / name
+        if entry is None:
+            notes.append(f"warning: checkpoints/{CHECKPOINT_MANIFEST} lists no {name}: students' copies of it "
+                         "cannot be checked")
+        elif entry.get("size") != path.stat().st_size or entry.get("sha256") != file_sha256(path):
+            wrong.append(name)
+    if wrong:
+        raise BundleError(f"checkpoints/{', checkpoints/'.join(wrong)} do{'es' if len(wrong) == 1 else ''} not match "
+                          f"checkpoints/{CHECKPOINT_MANIFEST} (size or sha256): run `python -m autograder checkpoints "
+                          "verify` and fetch or re-record the file before bundling")
+    return notes
 
 
 def _data(member: Path | bytes) -> bytes | None:
@@ -138,6 +172,7 @@ def build_bundle(out_dir: Path, root: Path = KIT_ROOT) -> tuple[Path, list[str]]
     if problems:
         raise BundleError("student files are not ready: " + "; ".join(problems)
                           + " (fix the solved sources, then run `python -m autograder release`)")
+    manifest_notes = checkpoint_manifest_notes(root)
     contents = bundle_contents(root)
     problems = bundle_problems(root, contents)   # again, on exactly the bytes that go in
     if problems:
@@ -150,7 +185,7 @@ def build_bundle(out_dir: Path, root: Path = KIT_ROOT) -> tuple[Path, list[str]]
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, data)
-    notes = [f"wrote {target} ({len(contents)} files)"]
+    notes = [f"wrote {target} ({len(contents)} files)"] + manifest_notes
     absent = [name for name in CHECKPOINTS if not (root / "checkpoints" / name).is_file()]
     if absent:
         notes.append(f"note: no {', '.join(absent)} in checkpoints/: hand them out separately "
