@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck_train.add_argument("--recipe", choices=("original", "fast"), default="fast",
                           help="original: the handout's schedule; fast: one-cycle, bf16, CUDA graph (default fast)")
     ck_train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ck_train.add_argument("--no-cuda-graph", action="store_true",
+                          help="run every training step eagerly on the GPU (default: one CUDA graph per step)")
     ck_train.set_defaults(func=_cmd_checkpoints_train)
     ck_verify = checkpoints_sub.add_parser("verify", help="check checkpoint files against manifest.json: sha256, "
                                                           "weights_only load, strict load, accuracy")

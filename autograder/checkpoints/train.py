@@ -86,24 +86,39 @@ class CudaGraphStep:
         self.static_images, self.static_labels = images.clone(), labels.clone()
         saved = _snapshot(step.model, step.optimizer)
         # Warm-up on a side stream (cuDNN picks its kernels, the optimiser makes its state),
-        # as torch.cuda.graphs asks; the snapshot undoes the warm-up's updates afterwards.
+        # as torch.cuda.graphs asks; the snapshot then undoes its updates, in place.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup_steps):
-                step(self.static_images, self.static_labels)
-        torch.cuda.current_stream().wait_stream(side)
-        step.optimizer.zero_grad(set_to_none=True)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.static_loss = step(self.static_images, self.static_labels)
-        _restore(step.model, step.optimizer, saved)
+        try:
+            with torch.cuda.stream(side):
+                for _ in range(warmup_steps):
+                    step(self.static_images, self.static_labels)
+            torch.cuda.current_stream().wait_stream(side)
+            step.optimizer.zero_grad(set_to_none=True)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_loss = step(self.static_images, self.static_labels)
+        finally:
+            torch.cuda.current_stream().wait_stream(side)
+            _restore(step.model, step.optimizer, saved)
 
     def __call__(self, images, labels):
         self.static_images.copy_(images)
         self.static_labels.copy_(labels)
         self.graph.replay()
         return self.static_loss
+
+
+def _capture(step: TrainStep, images, labels):
+    """The step as a CUDA graph; if capturing fails (an op that cannot be captured, say),
+    a warning and the eager step, with the weights as they were."""
+    try:
+        return CudaGraphStep(step, images, labels)
+    except RuntimeError as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"warning: capturing the training step as a CUDA graph failed ({first_line}); "
+              "training goes on with the same step run eagerly (slower)", file=sys.stderr)
+        return step
 
 
 def _snapshot(model, optimizer) -> dict:
@@ -221,7 +236,7 @@ def _atomic_save(obj, path: Path) -> None:
 
 def _rng_state(loader, device) -> dict:
     import torch
-    state = {"torch": torch.get_rng_state()}
+    state = {"device_type": device.type, "torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     if loader.generator is not None:
@@ -232,10 +247,27 @@ def _rng_state(loader, device) -> dict:
 def _set_rng_state(state: dict, loader, device) -> None:
     import torch
     torch.set_rng_state(state["torch"])
+    if state.get("device_type") != device.type:
+        return      # a CPU generator's state does not fit a CUDA one: the shuffling starts afresh
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
     if loader.generator is not None and "loader" in state:
         loader.generator.set_state(state["loader"])
+
+
+def _load_optimizer_state(optimizer, saved: dict, lr) -> None:
+    """Load a saved optimiser state into ``optimizer`` as this run set it up: its rate
+    tensor and its capturable setting (the file may come from a CPU run, or a GPU one)."""
+    import torch
+    capturable = optimizer.param_groups[0]["capturable"]
+    optimizer.load_state_dict(saved)
+    for group in optimizer.param_groups:
+        group["lr"], group["capturable"] = lr, capturable
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "step" in state:
+                # A capturable Adam keeps its step count on the parameter's device.
+                state["step"] = state["step"].to(param.device if capturable else "cpu", torch.float32)
 
 
 def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batch_size: int) -> dict:
@@ -289,6 +321,8 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     if batch < 2:
         raise TrainError(f"the training set has {n_train} image(s); training needs at least 2 per batch")
     torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest kernels once
     model = build_model(model_name).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -302,7 +336,9 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
         total_steps = min(total_steps, max_steps)
     peak_lr = recipe_.lr_for_batch(batch)
     lr = torch.tensor(recipe_.lr_at(0, steps_per_epoch, total_steps, peak_lr), device=device)
-    optimizer = make_optimizer(model, recipe_, lr, capturable=use_graph)
+    # On CUDA the optimiser is capturable whether or not a graph is used: that is also the
+    # only fast (foreach) Adam that reads its rate from a tensor.
+    optimizer = make_optimizer(model, recipe_, lr, capturable=device.type == "cuda")
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe_.label_smoothing)
 
     start_epoch, step, test_accuracy = 0, 0, None
@@ -310,9 +346,7 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     if resume and state_file is not None and state_file.exists():
         saved = _load_resume(state_file, model_name=model_name, recipe=recipe_, seed=seed, batch_size=batch)
         model.load_state_dict(saved["model_state"])
-        optimizer.load_state_dict(saved["optimizer_state"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr          # load_state_dict put a saved copy there; the step reads ours
+        _load_optimizer_state(optimizer, saved["optimizer_state"], lr)
         _set_rng_state(saved["rng"], loader, device)
         start_epoch, step, test_accuracy = saved["epoch"], saved["step"], saved["test_accuracy"]
 
@@ -338,7 +372,8 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 if use_graph and not isinstance(run_step, CudaGraphStep):
-                    run_step = CudaGraphStep(run_step, images, labels)
+                    run_step = _capture(run_step, images, labels)
+                    use_graph = isinstance(run_step, CudaGraphStep)
                 lr.fill_(recipe_.lr_at(step, steps_per_epoch, total_steps, peak_lr))
                 loss_sum += run_step(images, labels)
                 step += 1
@@ -411,7 +446,8 @@ def run_train(args) -> int:
             print("SYNTHETIC CIFAR-10: the checkpoint is a plumbing check; its test accuracy means nothing "
                   "(the manifest marks it synthetic)", file=sys.stderr)
         result = train(args.model, splits.train, splits.test, recipe=args.recipe, epochs=args.epochs,
-                       max_steps=args.max_steps, seed=args.seed, out_dir=Path(args.out), synthetic=splits.synthetic)
+                       max_steps=args.max_steps, seed=args.seed, out_dir=Path(args.out), synthetic=splits.synthetic,
+                       cuda_graph=False if getattr(args, "no_cuda_graph", False) else None)
     except (DataError, TrainError, ModelSourceError, NotebookCellsError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
