@@ -122,6 +122,7 @@ def test_fingerprint_depends_on_keys_and_shapes_not_on_weights(state_dicts):
     ('["a list"]', 'has no "checkpoints" object'),
     ('{"format": 2, "checkpoints": {}}', "is format 2"),
     ('{"checkpoints": {"x.ckpt": 3}}', "is not an object"),
+    ('{"checkpoints": {"../outside.ckpt": {}}}', "'../outside.ckpt' is not a plain file name"),
 ])
 def test_a_broken_manifest_is_one_sentence(tmp_path, text, says):
     (tmp_path / MANIFEST_NAME).write_text(text)

@@ -107,6 +107,9 @@ def read_manifest(directory) -> dict:
     for name, entry in data["checkpoints"].items():
         if not isinstance(entry, dict):
             raise ManifestError(f"{path}: the entry for {name!r} is not an object")
+        # Entries name files in this folder only: verify --fix-prefixes rewrites what they name.
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ManifestError(f"{path}: {name!r} is not a plain file name in {Path(directory)}")
     data["format"] = MANIFEST_FORMAT
     return data
 
