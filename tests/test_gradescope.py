@@ -153,6 +153,7 @@ def _leave_a_daemon():
         return                   # the student's own process goes on to be graded
     try:
         os.setsid()
+        print("DAEMON STARTED", flush=True)
         for _ in range(30):
             if os.fork():
                 os._exit(0)
@@ -531,7 +532,7 @@ def test_hostile_code_cannot_forge_write_read_or_kill(runs):
         assert "sandbox layers that held:" in run["stdout"], name
         layers = results["extra_data"]["sandbox_layers"]
         assert f"uid {run['uid']} (unprivileged)" in layers and not any("uid 0" in x for x in layers), name
-        assert f"student code runs as uid {run['uid']}, never as root" in run["stdout"], name
+        assert f"student code ran as uid {run['uid']}, never as root" in run["stdout"], name
         assert "none left" in run["stdout"], name
     for name in ("hostile_exit@container", "hostile_hang@container"):
         # No namespace, no mount, no Landlock there: file modes and the uid alone held.
@@ -546,6 +547,7 @@ def test_detached_daemon_does_not_outlive_grading(runs):
         run = runs[name]
         results = run["results"]
         assert results["extra_data"]["status"] == "ok" and results["score"] == full, (name, run["stdout"])
+        assert "DAEMON STARTED" in results["extra_data"]["student_output"], name
         assert FORGED not in run["text"] and run["text_later"] == run["text"], name
         assert run["survivors"] == [], name
         assert re.search(r"sweep of uid \d+ after grading: \d+ process\(es\) found running and killed; none left",

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from autograder.grade.batch import STUDENT_FILE, grade_batch
 from autograder.grade.sandbox import IsolationError
+from autograder.grade.sandbox.privileges import NOBODY
 from autograder.grade.outputs import feedback_markdown, results_json
 from autograder.grade.scoring import failed
 from autograder.gradescope.results import VISIBILITIES, gradescope_results, write_results
@@ -278,7 +279,11 @@ def layer_report(seen: dict, swept: tuple[int, list[int]] | None, uid: int, as_r
         lines.append("not run as root: student code ran as this same user (no uid drop, no sweep, "
                      "results/ not protected from it); on Gradescope it runs as root")
         return lines
-    lines.append(f"student code runs as uid {uid}, never as root (the sandbox refuses instead)")
+    layers = seen["layers"]
+    if any(layer.startswith(f"uid {uid} ") or (uid == NOBODY and layer == "uid nobody") for layer in layers):
+        lines.append(f"student code ran as uid {uid}, never as root (the sandbox refuses instead)")
+    elif layers:   # the sandbox said something else: say so rather than claim the drop
+        lines.append(f"WARNING: the sandbox did not report running student code as uid {uid}")
     lines.append(f"results/ and its parent owned by uid {GUARD_UID} without group/other write while "
                  f"student code ran; results.json written afterwards by root, atomically")
     if swept is not None:
