@@ -289,6 +289,87 @@ def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batc
 
 # ---------------------------------------------------------------- the loop
 
+@dataclass
+class _Plan:
+    """What a run does, fixed before its first step."""
+    recipe: Recipe
+    device: object
+    precision: str
+    use_graph: bool
+    channels_last: bool
+    batch: int
+    drop_last: bool
+    steps_per_epoch: int
+    total_epochs: int
+    total_steps: int
+    peak_lr: float
+
+    def lr_at(self, step: int) -> float:
+        return self.recipe.lr_at(step, self.steps_per_epoch, self.total_steps, self.peak_lr)
+
+
+def _plan(model_name: str, recipe: Recipe, device, *, n_train: int, batch: int, batches_per_epoch: int,
+          epochs, max_steps, precision, cuda_graph) -> _Plan:
+    use_graph = _resolve_cuda_graph(cuda_graph, device)
+    # The graph replays one batch shape, so it always drops the last partial batch.
+    drop_last = recipe.drop_last or use_graph
+    steps_per_epoch = n_train // batch if drop_last else batches_per_epoch
+    total_epochs = epochs or recipe.epochs[model_name]
+    total_steps = total_epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    return _Plan(recipe=recipe, device=device, precision=_resolve_precision(recipe, precision, device),
+                 use_graph=use_graph, channels_last=recipe.channels_last and device.type == "cuda", batch=batch,
+                 drop_last=drop_last, steps_per_epoch=steps_per_epoch, total_epochs=total_epochs,
+                 total_steps=total_steps, peak_lr=recipe.lr_for_batch(batch))
+
+
+def _model_and_optimizer(model_name: str, plan: _Plan):
+    """The fresh model on the device, its optimiser, and the learning-rate tensor it reads."""
+    import torch
+    if plan.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest kernels once
+    model = build_model(model_name).to(plan.device)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    lr = torch.tensor(plan.lr_at(0), device=plan.device)
+    # On CUDA the optimiser is capturable whether or not a graph is used: that is also the
+    # only fast (foreach) Adam that reads its rate from a tensor.
+    optimizer = make_optimizer(model, plan.recipe, lr, capturable=plan.device.type == "cuda")
+    return model, optimizer, lr
+
+
+def _batch_size(wanted: int, n_train: int) -> int:
+    batch = min(wanted, n_train)
+    if batch < 2:
+        raise TrainError(f"the training set has {n_train} image(s); training needs at least 2 per batch")
+    return batch
+
+
+def _train_epoch(plan: _Plan, run_step, loader, lr, step: int, bar):
+    """One pass over the loader (or up to the last step); returns (run_step, step, steps done, mean loss).
+    The step is captured as a CUDA graph on the first batch when the plan says so."""
+    import torch
+    loss_sum = torch.zeros((), device=plan.device)   # summed on the device: no wait per step
+    epoch_steps = 0
+    for images, labels in loader:
+        if step >= plan.total_steps:
+            break
+        if plan.drop_last and len(labels) < plan.batch:
+            continue
+        if plan.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if plan.use_graph and not isinstance(run_step, CudaGraphStep):
+            run_step = _capture(run_step, images, labels)
+            plan.use_graph = isinstance(run_step, CudaGraphStep)   # a failed capture is not retried
+        lr.fill_(plan.lr_at(step))
+        loss_sum += run_step(images, labels)
+        step += 1
+        epoch_steps += 1
+        bar.update(1)
+    return run_step, step, epoch_steps, loss_sum.item() / max(epoch_steps, 1)   # .item() waits for the device
+
+
 def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs: int | None = None,
           max_steps: int | None = None, seed: int = 0, device=None, out_dir: Path | None = None,
           progress: bool = True, cuda_graph: bool | None = None, precision: str | None = None,
@@ -309,92 +390,50 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     except ValueError as exc:
         raise TrainError(str(exc)) from None
     device = _resolve_device(device)
-    precision = _resolve_precision(recipe_, precision, device)
-    use_graph = _resolve_cuda_graph(cuda_graph, device)
-    channels_last = recipe_.channels_last and device.type == "cuda"
     out_dir = None if out_dir is None else Path(out_dir)
     if out_dir is not None:
         _check_out_dir(out_dir)
-
     n_train = len(train_set.targets)
-    batch = min(batch_size or recipe_.batch_size, n_train)
-    if batch < 2:
-        raise TrainError(f"the training set has {n_train} image(s); training needs at least 2 per batch")
-    torch.manual_seed(seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest kernels once
-    model = build_model(model_name).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    batch = _batch_size(batch_size or recipe_.batch_size, n_train)
     loader = data_cells()["TensorCIFAR10"](train_set, train=True, device=device, batch_size=batch, seed=seed)
-    # The graph replays one batch shape, so it always drops the last partial batch.
-    drop_last = recipe_.drop_last or use_graph
-    steps_per_epoch = n_train // batch if drop_last else len(loader)
-    total_epochs = epochs or recipe_.epochs[model_name]
-    total_steps = total_epochs * steps_per_epoch
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
-    peak_lr = recipe_.lr_for_batch(batch)
-    lr = torch.tensor(recipe_.lr_at(0, steps_per_epoch, total_steps, peak_lr), device=device)
-    # On CUDA the optimiser is capturable whether or not a graph is used: that is also the
-    # only fast (foreach) Adam that reads its rate from a tensor.
-    optimizer = make_optimizer(model, recipe_, lr, capturable=device.type == "cuda")
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe_.label_smoothing)
+    plan = _plan(model_name, recipe_, device, n_train=n_train, batch=batch, batches_per_epoch=len(loader),
+                 epochs=epochs, max_steps=max_steps, precision=precision, cuda_graph=cuda_graph)
 
-    start_epoch, step, test_accuracy = 0, 0, None
+    torch.manual_seed(seed)
+    model, optimizer, lr = _model_and_optimizer(model_name, plan)
+    epoch, step, test_accuracy = 0, 0, None
     state_file = resume_path(out_dir, model_name) if out_dir is not None else None
     if resume and state_file is not None and state_file.exists():
-        saved = _load_resume(state_file, model_name=model_name, recipe=recipe_, seed=seed, batch_size=batch)
+        saved = _load_resume(state_file, model_name=model_name, recipe=plan.recipe, seed=seed, batch_size=plan.batch)
         model.load_state_dict(saved["model_state"])
         _load_optimizer_state(optimizer, saved["optimizer_state"], lr)
-        _set_rng_state(saved["rng"], loader, device)
-        start_epoch, step, test_accuracy = saved["epoch"], saved["step"], saved["test_accuracy"]
+        _set_rng_state(saved["rng"], loader, plan.device)
+        epoch, step, test_accuracy = saved["epoch"], saved["step"], saved["test_accuracy"]
+    resumed_from = epoch
 
-    run_step = TrainStep(model, optimizer, criterion, precision, device)
-    resumed_from = start_epoch
-    seconds = 0.0
-    images_done = 0
-    bar = tqdm(total=total_steps, initial=min(step, total_steps), disable=not progress, unit="step",
-               desc=f"{model_name} ({recipe_.name}, {device.type}{', CUDA graph' if use_graph else ''})",
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=plan.recipe.label_smoothing)
+    run_step = TrainStep(model, optimizer, criterion, plan.precision, plan.device)
+    seconds, images_done = 0.0, 0
+    bar = tqdm(total=plan.total_steps, initial=min(step, plan.total_steps), disable=not progress, unit="step",
+               desc=f"{model_name} ({plan.recipe.name}, {plan.device.type}{', CUDA graph' if plan.use_graph else ''})",
                dynamic_ncols=True, file=sys.stderr)
-    epoch = start_epoch
     try:
-        while epoch < total_epochs and step < total_steps:
+        while epoch < plan.total_epochs and step < plan.total_steps:
             started = time.perf_counter()
             model.train()
-            loss_sum = torch.zeros((), device=device)
-            epoch_steps = 0
-            for images, labels in loader:
-                if step >= total_steps:
-                    break
-                if drop_last and len(labels) < batch:
-                    continue
-                if channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                if use_graph and not isinstance(run_step, CudaGraphStep):
-                    run_step = _capture(run_step, images, labels)
-                    use_graph = isinstance(run_step, CudaGraphStep)
-                lr.fill_(recipe_.lr_at(step, steps_per_epoch, total_steps, peak_lr))
-                loss_sum += run_step(images, labels)
-                step += 1
-                epoch_steps += 1
-                bar.update(1)
-            mean_loss = loss_sum.item() / max(epoch_steps, 1)     # .item() waits for the device
+            run_step, step, epoch_steps, mean_loss = _train_epoch(plan, run_step, loader, lr, step, bar)
             seconds += time.perf_counter() - started
-            images_done += epoch_steps * batch
-            completed = epoch_steps == steps_per_epoch
-            test_accuracy = evaluate(model, test_set, device, EVAL_BATCH_SIZE, precision=precision,
-                                     channels_last=channels_last)
-            bar.set_postfix_str(f"epoch {epoch + 1}/{total_epochs} loss {mean_loss:.3f} test {test_accuracy:.1f}%")
-            if not completed:
-                break
+            images_done += epoch_steps * plan.batch
+            test_accuracy = evaluate(model, test_set, plan.device, EVAL_BATCH_SIZE, precision=plan.precision,
+                                     channels_last=plan.channels_last)
+            bar.set_postfix_str(f"epoch {epoch + 1}/{plan.total_epochs} loss {mean_loss:.3f} "
+                                f"test {test_accuracy:.1f}%")
+            if epoch_steps < plan.steps_per_epoch:
+                break                   # max_steps ended the run inside this epoch
             epoch += 1
             if state_file is not None:
-                _atomic_save(_to_cpu({"format": RESUME_FORMAT, "model": model_name, "recipe": recipe_.name,
-                                      "seed": seed, "batch_size": batch, "epoch": epoch, "step": step,
-                                      "test_accuracy": test_accuracy, "model_state": model.state_dict(),
-                                      "optimizer_state": optimizer.state_dict(),
-                                      "rng": _rng_state(loader, device)}), state_file)
+                _save_resume(state_file, model_name=model_name, plan=plan, seed=seed, epoch=epoch, step=step,
+                             test_accuracy=test_accuracy, model=model, optimizer=optimizer, loader=loader)
     except KeyboardInterrupt:
         bar.close()
         if state_file is not None and epoch > 0:
@@ -403,18 +442,27 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
         raise
     bar.close()
     if test_accuracy is None:
-        test_accuracy = evaluate(model, test_set, device, EVAL_BATCH_SIZE, precision=precision,
-                                 channels_last=channels_last)
+        test_accuracy = evaluate(model, test_set, plan.device, EVAL_BATCH_SIZE, precision=plan.precision,
+                                 channels_last=plan.channels_last)
 
+    device_name = device_description(plan.device)
     checkpoint = None
     if out_dir is not None:
-        checkpoint = write_checkpoint(out_dir, model_name, model, recipe=recipe_.name, epochs=epoch, seed=seed,
-                                      test_accuracy=test_accuracy, synthetic=synthetic,
-                                      device=device_description(device))
+        checkpoint = write_checkpoint(out_dir, model_name, model, recipe=plan.recipe.name, epochs=epoch, seed=seed,
+                                      test_accuracy=test_accuracy, synthetic=synthetic, device=device_name)
     return TrainResult(model_name=model_name, model=model, checkpoint=checkpoint, epochs_done=epoch, steps=step,
                        test_accuracy=test_accuracy, seconds=seconds,
-                       images_per_s=images_done / seconds if seconds > 0 else 0.0, cuda_graph=use_graph,
-                       precision=precision, device=device_description(device), resumed_from_epoch=resumed_from)
+                       images_per_s=images_done / seconds if seconds > 0 else 0.0,
+                       cuda_graph=isinstance(run_step, CudaGraphStep), precision=plan.precision,
+                       device=device_name, resumed_from_epoch=resumed_from)
+
+
+def _save_resume(path: Path, *, model_name: str, plan: _Plan, seed: int, epoch: int, step: int,
+                 test_accuracy: float, model, optimizer, loader) -> None:
+    _atomic_save(_to_cpu({"format": RESUME_FORMAT, "model": model_name, "recipe": plan.recipe.name, "seed": seed,
+                          "batch_size": plan.batch, "epoch": epoch, "step": step, "test_accuracy": test_accuracy,
+                          "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+                          "rng": _rng_state(loader, plan.device)}), path)
 
 
 def write_checkpoint(out_dir: Path, model_name: str, model, *, recipe: str, epochs: int, seed: int,
