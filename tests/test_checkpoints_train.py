@@ -199,6 +199,14 @@ def test_the_graph_warm_up_is_undone_in_place():
         assert torch.allclose(got.float(), want.float(), rtol=1e-5, atol=1e-7)
 
 
+def test_bf16_on_the_cpu_only_when_asked(cifar, tiny_model):
+    default = train("vgg16", cifar.train, cifar.test, recipe="fast", max_steps=1, batch_size=4, progress=False)
+    asked = train("vgg16", cifar.train, cifar.test, recipe="fast", max_steps=1, batch_size=4, progress=False,
+                  precision="bf16")
+    assert (default.precision, asked.precision) == ("fp32", "bf16")
+    assert asked.steps == 1 and all(p.dtype == torch.float32 for p in asked.model.parameters())
+
+
 def test_a_cuda_graph_on_the_cpu_is_refused(cifar):
     with pytest.raises(TrainError, match="CUDA graph needs a CUDA device"):
         train("resnet50", cifar.train, cifar.test, max_steps=1, device="cpu", cuda_graph=True, progress=False)
@@ -307,7 +315,8 @@ def test_the_command_trains_and_records(tmp_path):
     assert manifest.read_manifest(out)["checkpoints"]["resnet50_epoch285.ckpt"]["synthetic"] is True
 
 
-@pytest.mark.parametrize("problem", ["out is a file", "data is a file", "synthetic without KIT_SMOKE"])
+@pytest.mark.parametrize("problem", ["out is a file", "data is a file", "data under a file",
+                                     "synthetic without KIT_SMOKE"])
 def test_the_command_reports_bad_folders_in_one_sentence(tmp_path, capsys, monkeypatch, problem):
     monkeypatch.delenv("KIT_SMOKE", raising=False)
     data = write_synthetic(tmp_path / "data", n_train=10, n_test=4)
@@ -317,6 +326,9 @@ def test_the_command_reports_bad_folders_in_one_sentence(tmp_path, capsys, monke
     elif problem == "data is a file":
         data = tmp_path / "cifar-10-python.tar.gz"
         data.write_bytes(b"\x1f\x8b")
+    elif problem == "data under a file":
+        (tmp_path / "notes.txt").write_text("")
+        data = tmp_path / "notes.txt" / "data"
     code = cli_main(["checkpoints", "train", "--model", "vgg16", "--data", str(data), "--out", str(out),
                      "--max-steps", "1"])
     err = capsys.readouterr().err.strip()
@@ -324,4 +336,5 @@ def test_the_command_reports_bad_folders_in_one_sentence(tmp_path, capsys, monke
     assert err.startswith("error: ") and len(err.splitlines()) == 1
     assert {"out is a file": "is a file: give a folder for the checkpoint",
             "data is a file": "is a file: give the folder that holds",
+            "data under a file": "cannot create the --data folder",
             "synthetic without KIT_SMOKE": "set KIT_SMOKE=1"}[problem] in err
