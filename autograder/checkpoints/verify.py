@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -247,6 +248,9 @@ def _accuracy_check(report: FileReport, model, entry: dict | None, data: "_TestD
     if data.skip_reason:
         report.add(data.skip_status, f"test accuracy not checked: {data.skip_reason}")
         return
+    # Minutes on a CPU (10,000 images): say why the command is quiet.
+    print(f"  ... measuring {report.name}'s test accuracy on {len(data.splits.test.targets):,} images ({data.device})",
+          file=sys.stderr, flush=True)
     try:
         measured = float(data.evaluate(model, data.splits.test, data.device))
     except Exception as exc:   # a data or device problem, said in one line
