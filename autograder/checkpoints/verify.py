@@ -252,7 +252,7 @@ def _accuracy_check(report: FileReport, model, entry: dict | None, data: "_TestD
     print(f"  ... measuring {report.name}'s test accuracy on {len(data.splits.test.targets):,} images ({data.device})",
           file=sys.stderr, flush=True)
     try:
-        measured = float(data.evaluate(model, data.splits.test, data.device))
+        measured = float(data.evaluate(model.to(data.device), data.splits.test, data.device))
     except Exception as exc:   # a data or device problem, said in one line
         report.add(BAD, f"test accuracy: the evaluation failed ({_short(exc)})")
         return
