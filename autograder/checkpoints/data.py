@@ -67,7 +67,8 @@ def load_cifar10(data_dir: Path, *, smoke: bool | None = None, download: bool = 
         return _read(root, cells, synthetic=True)
     if smoke and not (root / BATCHES_FOLDER).is_dir() and not (root / ARCHIVE_NAME).is_file():
         cells["write_synthetic_cifar10"](str(root))
-        print(f"KIT_SMOKE=1: wrote a synthetic CIFAR-10 into {root / BATCHES_FOLDER} (test accuracy on it means nothing)")
+        print(f"KIT_SMOKE=1: wrote a synthetic CIFAR-10 into {root / BATCHES_FOLDER} "
+              "(test accuracy on it means nothing)")
         return _read(root, cells, synthetic=True)
     return _read(root, cells, synthetic=False, download=download)
 

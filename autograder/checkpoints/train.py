@@ -500,8 +500,11 @@ def run_train(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     resumed = f", resumed after epoch {result.resumed_from_epoch}" if result.resumed_from_epoch else ""
+    speed = (f"{result.images_per_s:,.0f} images/s on {result.device}"
+             f"{' with a CUDA graph' if result.cuda_graph else ''}, {result.precision}"
+             if result.seconds > 0 else "nothing left to train (the resume file is at this epoch already; "
+                                        "raise --epochs to go on)")
     print(f"{result.checkpoint}: {args.model}, recipe {args.recipe}, {result.epochs_done} epoch(s), "
           f"{result.steps} step(s){resumed}; test accuracy {result.test_accuracy:.2f}%"
-          f"{' (synthetic data)' if splits.synthetic else ''}; {result.images_per_s:,.0f} images/s on "
-          f"{result.device}{' with a CUDA graph' if result.cuda_graph else ''}, {result.precision}")
+          f"{' (synthetic data)' if splits.synthetic else ''}; {speed}")
     return 0
