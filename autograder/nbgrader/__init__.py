@@ -9,6 +9,8 @@ One small module per step a TA takes:
   course folder (``nbgrader_config.py``, ``source/<assignment>/``);
 * :mod:`.test_cell` -- what a test cell runs under ``nbgrader autograde``: the
   sandboxed grader on the student's ``resnet50_skeleton.py``, once per notebook run;
+* :mod:`.autograde` -- what the course's ``nbgrader_config.py`` sets up: a submission whose
+  notebook is missing or broken is graded from its ``.py`` with the released notebook in its place;
 * :mod:`.verify`   -- ``python -m autograder nbgrader verify COURSE_DIR``: regrade
   every submitted file with the CLI and list gradebook scores that differ.
 """

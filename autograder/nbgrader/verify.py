@@ -5,7 +5,9 @@ could change what a test cell returns. ``verify`` regrades every student's hande
 folder with the kit's grader (the file found as ``python -m autograder grade`` finds it
 in a student folder, ``resnet50_skeleton (1).py`` included, each in its sandbox) and
 compares each part with the gradebook's score for that part's test cell. Every
-submitted student is either compared or listed with the reason.
+submitted student is either compared or listed with the reason; a student whose notebook
+autograde replaced with the released one (:mod:`.autograde`) is compared and also listed,
+as a note.
 """
 from __future__ import annotations
 
