@@ -132,6 +132,17 @@ def test_a_resume_file_of_other_settings_is_refused(cifar, tmp_path, tiny_model)
               progress=False)
 
 
+def test_a_failed_resume_write_stops_the_run_with_its_sentence(cifar, tmp_path, tiny_model, monkeypatch):
+    # The resume file is written on a background thread; its failure must still reach the caller.
+    def disk_full(state, path):
+        raise TrainError(f"cannot write {path} (No space left on device)")
+
+    monkeypatch.setattr("autograder.checkpoints.train._atomic_save", disk_full)
+    with pytest.raises(TrainError, match=r"resnet50\.resume\.pt \(No space left on device\)"):
+        train("resnet50", cifar.train, cifar.test, recipe="original", epochs=1, batch_size=12, out_dir=tmp_path,
+              progress=False)
+
+
 # ---------------------------------------------------------------- the step function
 
 def manual_adamw_first_step(param, grad, lr, weight_decay, eps=1e-8):

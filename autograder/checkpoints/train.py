@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,6 +418,7 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     bar = tqdm(total=plan.total_steps, initial=min(step, plan.total_steps), disable=not progress, unit="step",
                desc=f"{model_name} ({plan.recipe.name}, {plan.device.type}{', CUDA graph' if plan.use_graph else ''})",
                dynamic_ncols=True, file=sys.stderr)
+    resume_writer = _ResumeWriter()
     try:
         while epoch < plan.total_epochs and step < plan.total_steps:
             started = time.perf_counter()
@@ -432,15 +434,18 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
                 break                   # max_steps ended the run inside this epoch
             epoch += 1
             if state_file is not None:
-                _save_resume(state_file, model_name=model_name, plan=plan, seed=seed, epoch=epoch, step=step,
-                             test_accuracy=test_accuracy, model=model, optimizer=optimizer, loader=loader)
+                resume_writer.submit(_resume_state(model_name=model_name, plan=plan, seed=seed, epoch=epoch,
+                                                   step=step, test_accuracy=test_accuracy, model=model,
+                                                   optimizer=optimizer, loader=loader), state_file)
     except KeyboardInterrupt:
         bar.close()
+        resume_writer.wait()
         if state_file is not None and epoch > 0:
             print(f"stopped in epoch {epoch + 1}; the same command resumes after epoch {epoch} "
                   f"({state_file})", file=sys.stderr)
         raise
     bar.close()
+    resume_writer.wait()
     if test_accuracy is None:
         test_accuracy = evaluate(model, test_set, plan.device, EVAL_BATCH_SIZE, precision=plan.precision,
                                  channels_last=plan.channels_last)
@@ -457,12 +462,42 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
                        device=device_name, resumed_from_epoch=resumed_from)
 
 
-def _save_resume(path: Path, *, model_name: str, plan: _Plan, seed: int, epoch: int, step: int,
-                 test_accuracy: float, model, optimizer, loader) -> None:
-    _atomic_save(_to_cpu({"format": RESUME_FORMAT, "model": model_name, "recipe": plan.recipe.name, "seed": seed,
-                          "batch_size": plan.batch, "epoch": epoch, "step": step, "test_accuracy": test_accuracy,
-                          "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-                          "rng": _rng_state(loader, plan.device)}), path)
+def _resume_state(*, model_name: str, plan: _Plan, seed: int, epoch: int, step: int, test_accuracy: float,
+                  model, optimizer, loader) -> dict:
+    """Everything a later run needs to continue after ``epoch``, as CPU copies."""
+    return _to_cpu({"format": RESUME_FORMAT, "model": model_name, "recipe": plan.recipe.name, "seed": seed,
+                    "batch_size": plan.batch, "epoch": epoch, "step": step, "test_accuracy": test_accuracy,
+                    "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+                    "rng": _rng_state(loader, plan.device)})
+
+
+class _ResumeWriter:
+    """Writes resume files on a background thread, so the next epoch trains while the last
+    one's state (about 3x the checkpoint: weights and Adam's two moments) goes to disk."""
+
+    def __init__(self):
+        self._thread = None
+        self._error = None
+
+    def submit(self, state: dict, path: Path) -> None:
+        self.wait()                       # one write at a time, in epoch order
+        self._thread = threading.Thread(target=self._write, args=(state, path), name="resume-writer")
+        self._thread.start()
+
+    def _write(self, state: dict, path: Path) -> None:
+        try:
+            _atomic_save(state, path)
+        except TrainError as exc:
+            self._error = exc
+
+    def wait(self) -> None:
+        """Block until the last file is written; a failed write is raised here, in the trainer."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def write_checkpoint(out_dir: Path, model_name: str, model, *, recipe: str, epochs: int, seed: int,
