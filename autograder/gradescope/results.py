@@ -14,7 +14,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from autograder.grade.outputs import clean_data
 
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 VISIBILITIES = ("visible", "after_published")
@@ -57,6 +56,8 @@ def gradescope_results(batch_result: dict, feedback: str, notes=(), visibility: 
     extra["notes"] = [*notes, *extra.get("notes", [])]
     extra["submitted_file"] = submitted
     extra["sandbox_layers"] = list(isolation)
+    from autograder.grade.outputs import clean_data   # imports torch: not before the sandbox starts
+
     tests = batch_result["tests"] if rubric is None else tests_per_rubric_check(batch_result["tests"], rubric)
     return clean_data({
         "score": batch_result["score"],

@@ -3,6 +3,9 @@
 1. Find the file under ``$AUTOGRADER_ROOT/submission`` (:mod:`.submission`).
 2. Copy it into a private folder (mode 0700, outside results/) and grade that
    folder with ``grade_batch``: the CLI's own code, rubric, feedback and statuses.
+   The sandbox (whose zygote imports torch) is started first, on a thread, and this
+   process imports the grader (torch too) meanwhile: the two imports overlap
+   instead of following each other. No student code runs before grade_batch asks.
    Student code runs as SANDBOX_UID, never as root: when that uid cannot read
    Python (and no mount namespace can show it), the sandbox refuses and the
    results say so (score 0, a message for the staff).
@@ -26,18 +29,18 @@ import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
 from pathlib import Path
 
-from autograder.grade.batch import STUDENT_FILE, grade_batch
-from autograder.grade.sandbox import IsolationError
+# Nothing imported here imports torch: autograder.grade.batch, outputs and scoring do, and
+# are imported in the functions that need them, once the sandbox has started.
+from autograder.grade.sandbox import IsolationError, Limits
 from autograder.grade.sandbox.privileges import NOBODY
-from autograder.grade.outputs import feedback_markdown, results_json
-from autograder.grade.scoring import failed
 from autograder.gradescope.results import VISIBILITIES, gradescope_results, write_results
-from autograder.gradescope.submission import find_submission
+from autograder.gradescope.submission import STUDENT_FILE, find_submission
 from autograder.spec import RUBRIC_PATH, load_rubric
 
 CONFIG_NAME = "gradescope.json"   # written into the zip by ``python -m autograder gradescope``
@@ -51,6 +54,7 @@ GUARD_UID = 65533
 # one's own, the sweep would kill other programs' nobody processes. Below 65536 for
 # containers whose user namespace maps only that many uids.
 SANDBOX_UID = 65532
+PROBE_JOB = "autograder.grade.probe:run_probe"   # the job grade_batch gives its sandbox
 NOT_RUN = ("your code was not run: the autograder could not run it safely ({why}). This is not "
            "your fault; course staff: run setup.sh in the image (it makes the Python environment "
            "readable by the sandbox's user), or run the grader as root")
@@ -64,11 +68,52 @@ def load_config(kit_root: Path = KIT_ROOT) -> dict:
     return config
 
 
+class _EarlySandbox:
+    """A Sandbox started on a thread of its own, ahead of grade_batch, with the arguments
+    grade_batch will ask for. The thread lives until the sandbox is closed: the zygote
+    dies with the thread that started it (PR_SET_PDEATHSIG follows the thread)."""
+
+    def __init__(self, factory, kwargs: dict):
+        self.kwargs = kwargs
+        self.sandbox = self.error = None
+        self.taken = False
+        self._ready, self._release = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._keep, args=(factory,), name="early-sandbox", daemon=True)
+        self._thread.start()
+
+    def _keep(self, factory) -> None:
+        try:
+            self.sandbox = factory(**self.kwargs)
+        except BaseException as exc:   # noqa: BLE001 -- raised again where grade_batch asks for it
+            self.error = exc
+        finally:
+            self._ready.set()
+        self._release.wait()
+
+    def take(self):
+        """The started sandbox (grade_batch closes it), or what stopped it from starting."""
+        self._ready.wait()
+        self.taken = True
+        if self.error is not None:
+            raise self.error
+        return self.sandbox
+
+    def end(self) -> None:
+        """Close it if grade_batch never took it; let the thread go."""
+        self._ready.wait()
+        if self.sandbox is not None and not self.taken:
+            self.sandbox.close()
+        self._release.set()
+        self._thread.join()
+
+
 @contextlib.contextmanager
-def recording_sandbox(disable=(), uid: int = SANDBOX_UID):
+def recording_sandbox(disable=(), uid: int = SANDBOX_UID, early: dict | None = None):
     """grade_batch builds its own Sandbox; swap in one that runs student code as ``uid``
     and never as root, remembers the layers it got (and, for tests, starts with some
-    layers switched off) for this run only."""
+    layers switched off) for this run only. ``early``: the arguments grade_batch will
+    pass; the sandbox starts now, and grade_batch gets that one when it asks for it with
+    exactly these (any other request gets a fresh one)."""
     import autograder.grade.sandbox as sandbox_pkg
 
     original = sandbox_pkg.Sandbox
@@ -79,20 +124,34 @@ def recording_sandbox(disable=(), uid: int = SANDBOX_UID):
             if disable:
                 kwargs["disable"] = tuple(disable)
             kwargs.update(uid=uid, never_root=True)
-            with warnings.catch_warnings():   # grade_batch prints the same warning on stdout
-                warnings.simplefilter("ignore", RuntimeWarning)
-                super().__init__(*args, **kwargs)
+            super().__init__(*args, **kwargs)
             seen["layers"], seen["warning"] = list(self.isolation), self.warning
 
-    sandbox_pkg.Sandbox = RecordingSandbox
+    # grade_batch prints the sandbox's warning on stdout. A filter for the whole process, not
+    # catch_warnings: that is not thread-safe, and the sandbox may start on another thread.
+    warnings.filterwarnings("ignore", message="sandbox: ", category=RuntimeWarning)
+    started = _EarlySandbox(RecordingSandbox, early) if early is not None else None
+
+    def sandbox_for_batch(*args, **kwargs):
+        if started is not None and not started.taken and not args and kwargs == started.kwargs:
+            seen["started_early"] = True
+            return started.take()
+        return RecordingSandbox(*args, **kwargs)
+
+    sandbox_pkg.Sandbox = sandbox_for_batch
     try:
         yield seen
     finally:
         sandbox_pkg.Sandbox = original
+        if started is not None:
+            started.end()
 
 
 def _not_graded(status: str, message: str, notes=()) -> tuple[dict, str]:
     """Results for a submission the sandbox never ran: the batch grader's own functions."""
+    from autograder.grade.outputs import feedback_markdown, results_json
+    from autograder.grade.scoring import failed
+
     graded = failed(STUDENT, status, message, load_rubric(RUBRIC_PATH))
     return results_json(graded, "", notes), feedback_markdown(graded, notes)
 
@@ -111,8 +170,13 @@ def grade_submission(root: Path, timeout_s: float, memory_mb: int, disable=(),
         (students / STUDENT).mkdir(parents=True)
         (students / STUDENT / STUDENT_FILE).write_bytes(found.source)
         out = private / "out"
+        # What grade_batch will give Sandbox() (see _grade_in_sandbox): its hidden paths too.
+        early = {"job": PROBE_JOB, "limits": Limits(timeout_s=timeout_s, memory_bytes=memory_mb * 1024 * 1024),
+                 "hidden_paths": [out.resolve(), students.resolve()], "isolation": "auto"}
         try:
-            with recording_sandbox(disable, uid) as seen:
+            with recording_sandbox(disable, uid, early) as seen:
+                from autograder.grade.batch import grade_batch   # torch, while the zygote imports it too
+
                 [results] = grade_batch(students, out, jobs=1, timeout_s=timeout_s, memory_mb=memory_mb,
                                         force=True, progress=False, isolation="auto")
         except IsolationError as exc:   # the sandbox refused before any student code ran
@@ -275,6 +339,8 @@ def layer_report(seen: dict, swept: tuple[int, list[int]] | None, uid: int, as_r
         lines.append(f"REFUSED, no student code ran: {seen['refused']}")
     if seen["layers"]:
         lines.append("sandbox layers that held: " + "; ".join(seen["layers"]))
+    if seen.get("started_early"):
+        lines.append("sandbox started before the grader was loaded (their torch imports overlapped)")
     if not as_root:
         lines.append("not run as root: student code ran as this same user (no uid drop, no sweep, "
                      "results/ not protected from it); on Gradescope it runs as root")
