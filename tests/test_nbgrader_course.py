@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -19,7 +20,7 @@ import pytest
 
 from autograder.grade.batch import grade_batch
 from autograder.nbgrader import NOTEBOOK_NAME, STUDENT_FILE, grade_id_for_part
-from autograder.nbgrader.layout import CourseError, init_course
+from autograder.nbgrader.layout import CONFIG_MARKER, CourseError, init_course
 from autograder.nbgrader.source_notebook import HIDDEN_BEGIN, SKIP_TAG, build_source_notebook
 from autograder.nbgrader.test_cell import part_feedback
 from autograder.release.kit import KIT_ROOT
@@ -71,6 +72,46 @@ MISNAMED_FILE = "resnet50_skeleton (1).py"
 # The student zip's public checks, handed back with the notebook: the test cells must still
 # import the installed kit's grader, not this folder.
 SHADOWING_PACKAGE = 'raise ImportError("the handed-in autograder/ folder was imported")\n'
+# Students whose notebook cells or files once changed their grade (each gradebook row must equal
+# the CLI's): the notebook's own Check 1 imports the released autograder/ folder (sys.modules
+# then held it for the hidden test cells) with the file in results/ (which nbgrader's ignore
+# list keeps out of autograded/); a student who `%cd`s into a folder holding an autograder.py
+# and hands in only the submission.zip the notebook writes; a student who links the solved file.
+PUBLIC_CHECKS = "public_checks"
+WANDERS = "wanders"
+LINKED = "linked"
+ADDED_CELLS = {
+    PUBLIC_CHECKS: ["import sys\nsys.path.insert(0, '.')\nimport autograder",
+                    "from autograder.check import check_residual_block\n"
+                    "from resnet50_skeleton import ResidualBlock\nprint(check_residual_block(ResidualBlock).text)"],
+    WANDERS: ["import os\nos.makedirs('plots', exist_ok=True)\n"
+              "with open('plots/autograder.py', 'w') as f:\n    f.write('GRADER = \"mine\"\\n')",
+              "%cd plots", "import autograder\nprint(autograder.GRADER)"],
+    LINKED: ["import os\nos.chdir('/')"],
+}
+
+
+def with_added_cells(released: Path, sources: list[str]) -> str:
+    """The released notebook with the student's own code cells just before the test cells."""
+    nb = nbformat.read(released, as_version=4)
+    heading = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Autograder tests"))
+    for offset, source in enumerate(sources):
+        nb.cells.insert(heading + offset, nbformat.v4.new_code_cell(source))
+    return nbformat.writes(nb)
+
+
+def hand_in_files(folder: Path, student: str) -> None:
+    """The .py of the students in ADDED_CELLS, where and how each hands it in."""
+    if student == PUBLIC_CHECKS:
+        (folder / "results").mkdir(parents=True)
+        (folder / "results" / STUDENT_FILE).write_text(STUDENTS["wrong_q1a"], encoding="utf-8")
+    elif student == WANDERS:
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(folder / "submission.zip", "w") as archive:
+            archive.writestr(STUDENT_FILE, STUDENTS["wrong_q1a"])
+    elif student == LINKED:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STUDENT_FILE).symlink_to(KIT_ROOT / "solutions" / STUDENT_FILE)
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
@@ -115,6 +156,11 @@ def course(tmp_path_factory):
         folder.mkdir(parents=True)
         (folder / STUDENT_FILE).write_text(STUDENTS[file_of], encoding="utf-8")
         (folder / NOTEBOOK_NAME).write_text(broken_notebook(student, released / NOTEBOOK_NAME), encoding="utf-8")
+    for student, cells in ADDED_CELLS.items():
+        folder = course / "submitted" / student / ASSIGNMENT
+        hand_in_files(folder, student)
+        shutil.copytree(released / "autograder", folder / "autograder")
+        (folder / NOTEBOOK_NAME).write_text(with_added_cells(released / NOTEBOOK_NAME, cells), encoding="utf-8")
     autograde = nbgrader(course, "autograde", ASSIGNMENT)
     (course / "autograde.log").write_text(autograde.stdout + autograde.stderr
                                           + f"\nexit status {autograde.returncode}\n", encoding="utf-8")
@@ -147,6 +193,8 @@ def cli_results(course, tmp_path_factory):
     for student, file_of in [(NO_NOTEBOOK, "correct"), *((s, f) for s, (f, _) in BROKEN_NOTEBOOKS.items())]:
         (folder / student).mkdir()
         (folder / student / STUDENT_FILE).write_text(STUDENTS[file_of], encoding="utf-8")
+    for student in ADDED_CELLS:
+        hand_in_files(folder / student, student)
     results = grade_batch(folder, folder.parent / "out", jobs=2, progress=False, log=lambda *_: None)
     return {r["extra_data"]["student"]: r for r in results}
 
@@ -207,13 +255,40 @@ def test_init_refuses_an_existing_course_and_force_rewrites_only_the_kits_files(
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text() + "c.Exchange.root = '/srv/exchange'\n")
     (course / "source" / ASSIGNMENT / NOTEBOOK_NAME).write_text("edited by hand")
-    init_course(course, force=True)
+    notes = init_course(course, force=True)
     assert (course / "gradebook.db").read_text() == "the TA's gradebook"
     assert json.loads((course / "source" / ASSIGNMENT / NOTEBOOK_NAME).read_text())["cells"]
+    # Every file --force changed is kept in one backup folder outside source/ (nbgrader would release it).
+    [backup] = course.glob("init-backup-*")
+    assert (backup / "source" / ASSIGNMENT / NOTEBOOK_NAME).read_text() == "edited by hand"
+    assert sorted(p.relative_to(backup).as_posix() for p in backup.rglob("*") if p.is_file()) == \
+        [f"source/{ASSIGNMENT}/{NOTEBOOK_NAME}"]   # the config only gained lines below its marker: unchanged
+    assert f"rewritten {course / 'source' / ASSIGNMENT / NOTEBOOK_NAME} (the previous one: " \
+           f"{backup / 'source' / ASSIGNMENT / NOTEBOOK_NAME})" in notes
+    shutil.rmtree(backup)
     config.write_text(config.read_text().replace("c.Execute.timeout = 300", "c.Execute.timeout = 1"))
     init_course(course, force=True)   # the kit's part is rewritten, the TA's settings below the marker kept
     assert "c.Execute.timeout = 300" in config.read_text()
     assert config.read_text().count("c.Exchange.root = '/srv/exchange'") == 1
+    # A course's own nbgrader_config.py (no kit header): refused without --force; with it, backed up
+    # and kept whole below the marker, so its course id and exchange stay in force.
+    adopted = tmp_path / "existing"
+    adopted.mkdir()
+    own = "c = get_config()\nc.CourseDirectory.course_id = 'ml101'\nc.Exchange.root = '/srv/ml101'\n"
+    (adopted / "nbgrader_config.py").write_text(own)
+    with pytest.raises(CourseError, match="already holds an nbgrader course"):
+        init_course(adopted)
+    notes = init_course(adopted, force=True)
+    [backup] = adopted.glob("init-backup-*")
+    assert (backup / "nbgrader_config.py").read_text() == own
+    assert any(n.startswith(f"note: {adopted / 'nbgrader_config.py'} was not written by the kit") for n in notes)
+    text = (adopted / "nbgrader_config.py").read_text()
+    assert text.index("configure_autograde(c,") < text.index(CONFIG_MARKER) < text.index(own)
+    from traitlets.config import Config
+    config = Config()
+    exec(compile(text, "nbgrader_config.py", "exec"), {"get_config": lambda: config})
+    assert config.CourseDirectory.course_id == "ml101" and config.Exchange.root == "/srv/ml101"
+    assert config.Autograde.exclude_overwriting == {ASSIGNMENT: [STUDENT_FILE]}
     with pytest.raises(CourseError, match="assignment name"):
         init_course(tmp_path / "other", assignment="../escape")
     refused = kit_cli(tmp_path, "nbgrader", "init", str(course))
@@ -266,8 +341,8 @@ def test_autograde_grades_every_student_and_keeps_the_handed_in_file(course):
 
 def test_gradebook_per_part_scores_equal_the_cli(course, cli_results):
     book = gradebook_parts(course)
-    assert sorted(book) == sorted([*STUDENTS, MISNAMED, *SUBSTITUTED])
-    for student in [*STUDENTS, MISNAMED, *SUBSTITUTED]:
+    assert sorted(book) == sorted([*STUDENTS, MISNAMED, *SUBSTITUTED, *ADDED_CELLS])
+    for student in [*STUDENTS, MISNAMED, *SUBSTITUTED, *ADDED_CELLS]:
         cli_parts = cli_results[student]["extra_data"]["parts"]
         for part in PART_IDS:
             assert book[student][grade_id_for_part(part)] == pytest.approx(cli_parts[part], abs=0.005), \
@@ -281,6 +356,24 @@ def test_gradebook_per_part_scores_equal_the_cli(course, cli_results):
     assert book[MISNAMED][grade_id_for_part("Q1b")] == 20
     # Missing or broken notebooks: each graded from its own .py (not 0, not someone else's file).
     assert cli_results[NO_NOTEBOOK]["score"] == 105 and cli_results["broken_json"]["extra_data"]["parts"] == wrong
+    # Cells that imported the public checks or moved away, a .py nbgrader keeps out of autograded/:
+    # graded as the CLI grades them, not 0. A linked file is refused by both, never graded as the solution.
+    assert cli_results[PUBLIC_CHECKS]["extra_data"]["parts"] == wrong == cli_results[WANDERS]["extra_data"]["parts"]
+    assert cli_results[LINKED]["extra_data"]["status"] == "refused" and cli_results[LINKED]["score"] == 0
+
+
+def test_a_linked_file_is_refused_and_its_target_never_reaches_autograded_or_feedback(course):
+    solved = (KIT_ROOT / "solutions" / STUDENT_FILE).read_text(encoding="utf-8")
+    assert not (course / "autograded" / LINKED / ASSIGNMENT / STUDENT_FILE).exists()
+    assert "is a symbolic link: not copied" in (course / "autograde.log").read_text(encoding="utf-8")
+    result = nbgrader(course, "generate_feedback", ASSIGNMENT)
+    assert result.returncode == 0, result.stderr
+    feedback = course / "feedback" / LINKED / ASSIGNMENT
+    assert not (feedback / STUDENT_FILE).exists()
+    for path in [*(course / "autograded" / LINKED).rglob("*"), *feedback.rglob("*")]:
+        assert not path.is_file() or solved not in path.read_text(encoding="utf-8", errors="replace"), path
+    page = (feedback / "CNN_Implementation.html").read_text(encoding="utf-8")
+    assert "status: refused: resnet50_skeleton.py is a symbolic link" in page
 
 
 def test_a_missing_or_broken_notebook_is_replaced_by_the_released_one_with_a_note_and_a_flag(course):
@@ -342,7 +435,7 @@ def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
     assert lines[:-1] == [f"{student}: note: {why}; autograde graded the .py with the released notebook in its "
                           "place (flagged in the gradebook)" for student, why in sorted(SUBSTITUTED.items())], \
         result.stdout + result.stderr
-    assert lines[-1] == "8 submissions regraded with the sandboxed grader: the gradebook agrees"
+    assert lines[-1] == "11 submissions regraded with the sandboxed grader: the gradebook agrees"
     assert result.returncode == 0
     with sqlite3.connect(course / "gradebook.db") as db:
         changed = db.execute(
@@ -354,6 +447,26 @@ def test_verify_agrees_then_catches_a_tampered_gradebook_entry(course):
     assert tampered.returncode == 1
     assert any(line.startswith("wrong_q1a: Q1a: gradebook 20, the CLI ") for line in tampered.stdout.splitlines()), \
         tampered.stdout
+    # What nbgrader leaves when a student's kernel dies (os._exit in a cell): no auto score, each part
+    # needing a manual grade (Grade.score reads 0). Said as such, with the CLI's points to enter.
+    with sqlite3.connect(course / "gradebook.db") as db:
+        db.execute("UPDATE grade SET auto_score = NULL, needs_manual_grade = 1 WHERE notebook_id IN (SELECT sn.id "
+                   "FROM submitted_notebook sn JOIN submitted_assignment sa ON sn.assignment_id = sa.id "
+                   "WHERE sa.student_id = ?)", ("correct",))
+    died = kit_cli(course.parent, "nbgrader", "verify", str(course), "--quiet")
+    assert died.returncode == 1
+    assert "correct: autograde failed for this student (no part has a score: see nbgrader's log, e.g. the kernel " \
+           "died or timed out); give each part a manual grade in formgrader: the CLI gives 105 (Q1a 20, Q1b 20, " \
+           "Q2a 25, Q2b 20, Q2c 20)" in died.stdout.splitlines(), died.stdout
+    # The TA enters the CLI's points as manual scores: verify agrees again for that student.
+    with sqlite3.connect(course / "gradebook.db") as db:
+        for part, points in [("Q1a", 20), ("Q1b", 20), ("Q2a", 25), ("Q2b", 20), ("Q2c", 20)]:
+            db.execute("UPDATE grade SET manual_score = ? WHERE cell_id IN (SELECT id FROM base_cell WHERE name = ?) "
+                       "AND notebook_id IN (SELECT sn.id FROM submitted_notebook sn JOIN submitted_assignment sa "
+                       "ON sn.assignment_id = sa.id WHERE sa.student_id = ?)", (points, grade_id_for_part(part),
+                                                                                 "correct"))
+    graded = kit_cli(course.parent, "nbgrader", "verify", str(course), "--quiet")
+    assert not any(line.startswith("correct:") for line in graded.stdout.splitlines()), graded.stdout
 
 
 def test_notebook_problem_names_each_way_a_notebook_cannot_carry_the_test_cells(tmp_path):

@@ -14,12 +14,20 @@ whose notebook is not valid JSON, and stops the whole run on a cell whose nbgrad
 * makes ``Autograde.init_notebooks`` list, for the kit's assignment only, every student folder
   under ``submitted/`` even when it holds no ``CNN_Implementation.ipynb`` (nbgrader's own
   listing has no setting for it), so those students reach the exporter above.
+* the same exporter gives the notebook's kernel (through its environment) the student's
+  ``submitted/`` folder and the notebook's folder: the test cells grade the handed-in folder
+  whatever the student's cells did to the working folder (see :mod:`.test_cell`);
+* wraps ``Autograde.init_assignment`` and ``GenerateFeedback.init_assignment`` so that what
+  nbgrader copied through a symbolic link in the handed-in folder (its copy follows links)
+  is removed from ``autograded/`` and ``feedback/``: the grader refuses the link, and the
+  file it points at (the solved file) never reaches the student.
 
 ``submitted/`` is never written to. Notebooks that pass the checks go through nbgrader
 unchanged (it restores edited test cells from the gradebook itself).
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import glob
@@ -29,11 +37,27 @@ from pathlib import Path
 from nbconvert.exporters import NotebookExporter
 
 from autograder.nbgrader import NOTEBOOK_NAME, grade_id_for_part
+from autograder.nbgrader.test_cell import SUBMITTED_ENV
 from autograder.spec import PART_IDS
 
 NOTE_CELL_ID = "autograder-note"
 NOTE_HEADING = "**Autograder note:**"
 _kit_assignments: set[str] = set()   # the assignments configure_autograde was called for
+WORKDIR_ENV = "KIT_NBGRADER_WORKDIR"   # the autograded notebook's folder, for the test cells' imports
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def notebook_problem(path: Path | str) -> str | None:
@@ -72,6 +96,23 @@ class SubmissionExporter(NotebookExporter):
     one that cannot carry the test cells (see the module's text)."""
 
     def from_filename(self, filename, resources=None, **kw):
+        info = (resources or {}).get("nbgrader")
+        if not info:
+            return self._convert(filename, resources, **kw)
+        # The kernel (started by the Execute preprocessor inside this call) inherits these: the test
+        # cells grade the handed-in folder itself, and know the notebook's folder whatever the
+        # student's cells do to the working folder (see test_cell).
+        with _environment({SUBMITTED_ENV: str(self._submitted_folder(info)),
+                           WORKDIR_ENV: os.path.abspath(os.path.dirname(filename))}):
+            return self._convert(filename, resources, **kw)
+
+    def _submitted_folder(self, info: dict) -> Path:
+        coursedir = getattr(self.parent, "coursedir", None)
+        folder = (coursedir.format_path(coursedir.submitted_directory, info["student"], info["assignment"])
+                  if coursedir else os.path.join("submitted", info["student"], info["assignment"]))
+        return Path(folder).absolute()
+
+    def _convert(self, filename, resources, **kw):
         problem = notebook_problem(filename)
         info = (resources or {}).get("nbgrader")
         if problem is None or not info:
@@ -134,6 +175,46 @@ def _lists_folders_without_the_notebook(init_notebooks):
     return wrapper
 
 
+def linked_files(folder: Path | str) -> list[str]:
+    """The symbolic links to files in a handed-in folder, relative to it (nbgrader's copy follows
+    them; the grader refuses them, as it refuses any file that is not the student's own)."""
+    found = []
+    for dirname, dirnames, filenames in os.walk(folder):   # never descends into a linked folder
+        for name in filenames:
+            path = os.path.join(dirname, name)
+            if os.path.islink(path):
+                found.append(os.path.relpath(path, folder))
+    return sorted(found)
+
+
+def _drops_copies_of_links(init_assignment):
+    """After nbgrader copied a student's files (autograde: submitted/ to autograded/; feedback:
+    autograded/ to feedback/), remove what it copied through a link in the handed-in folder: the
+    file a link points at (the solved file, another student's) never reaches the autograded
+    folder or the student's feedback. The test cells grade the handed-in folder, where the link
+    is refused as the CLI refuses it (status refused, 0 points, its message in each test cell)."""
+    @functools.wraps(init_assignment)
+    def wrapper(self, assignment_id: str, student_id: str) -> None:
+        init_assignment(self, assignment_id, student_id)
+        if assignment_id not in _kit_assignments:
+            return
+        coursedir = self.coursedir
+        submitted = coursedir.format_path(coursedir.submitted_directory, student_id, assignment_id)
+        dest = Path(self._format_dest(assignment_id, student_id))
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment_id))
+        kept = set(getattr(self, "exclude_overwriting", {}).get(assignment_id, []))
+        for name in linked_files(submitted):
+            if hasattr(self, "exclude_overwriting") and (source / name).is_file() and name not in kept:
+                continue   # autograde put the instructor's copy there, as for every source file
+            copy = dest / name
+            if copy.is_file() or copy.is_symlink():
+                copy.unlink()
+                self.log.warning("%s is a symbolic link: not copied to %s (the grader refuses it; 0 points)",
+                                 os.path.join(submitted, name), dest)
+    wrapper.kit_drops_copies_of_links = True
+    return wrapper
+
+
 def configure_autograde(c, assignment: str) -> None:
     """Called from the course's ``nbgrader_config.py``: grade ``assignment``'s submissions whose
     notebook is missing or broken from their ``.py`` (see the module's text)."""
@@ -142,3 +223,7 @@ def configure_autograde(c, assignment: str) -> None:
     c.Autograde.exporter_class = SubmissionExporter
     if not getattr(Autograde.init_notebooks, "kit_lists_folders_without_the_notebook", False):
         Autograde.init_notebooks = _lists_folders_without_the_notebook(Autograde.init_notebooks)
+    from nbgrader.converters import GenerateFeedback
+    for converter in (Autograde, GenerateFeedback):
+        if not getattr(converter.init_assignment, "kit_drops_copies_of_links", False):
+            converter.init_assignment = _drops_copies_of_links(converter.init_assignment)

@@ -12,6 +12,8 @@ import the grader from the installed kit, never that folder.
 from __future__ import annotations
 
 import re
+import shutil
+import time
 from pathlib import Path
 
 from autograder.nbgrader import DEFAULT_ASSIGNMENT, NOTEBOOK_NAME, STUDENT_FILE
@@ -72,6 +74,35 @@ def _course_settings(config: Path) -> str:
     return ""
 
 
+# init --force keeps every file it changes here (never in source/: nbgrader would release it).
+BACKUP_FOLDER = "init-backup-%Y%m%d-%H%M%S"
+KIT_CONFIG_FIRST_LINE = "# nbgrader configuration written by `python -m autograder nbgrader init`"
+
+
+def _is_kit_config(config: Path) -> bool:
+    try:
+        return config.read_text(encoding="utf-8").startswith(KIT_CONFIG_FIRST_LINE)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _foreign_settings(config: Path) -> str:
+    """A course's own nbgrader_config.py (adopting the kit): all of it, kept below the marker so
+    that its course_id, exchange and TA settings stay in force."""
+    try:
+        text = config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CourseError(f"cannot read {config}: {exc}") from None
+    return ("# Kept from the course's own nbgrader_config.py when `init --force` adopted the kit:\n"
+            + text + ("" if text.endswith("\n") else "\n"))
+
+
+def _back_up(target: Path, backup: Path) -> Path:
+    backup.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(target, backup)
+    return backup
+
+
 class CourseError(ValueError):
     """A course folder that cannot be written as asked."""
 
@@ -96,7 +127,9 @@ def kit_files(assignment: str) -> dict[str, str | bytes]:
 def init_course(course_dir: Path, assignment: str = DEFAULT_ASSIGNMENT, force: bool = False) -> list[str]:
     """Write the course's kit files; returns one line per file. Refuses an existing course
     unless ``force``, which rewrites only the kit's own files (gradebook, submissions and
-    anything else in the folder stay; the config keeps everything below its marker line)."""
+    anything else in the folder stay; the config keeps everything below its marker line, or
+    all of a config the kit did not write) and first copies each file it changes into
+    ``init-backup-<time>/`` in the course folder."""
     course_dir = Path(course_dir)
     if not ASSIGNMENT_RE.match(assignment):
         raise CourseError(f"assignment name {assignment!r} must be letters, digits, '_', '-' or '.'")
@@ -106,21 +139,29 @@ def init_course(course_dir: Path, assignment: str = DEFAULT_ASSIGNMENT, force: b
     existing = [name for name in files if (course_dir / name).exists()]
     if existing and not force:
         raise CourseError(f"{course_dir} already holds an nbgrader course ({existing[0]}); "
-                          "use --force to rewrite the kit's files in it")
+                          "use --force to rewrite the kit's files in it (each file it changes is "
+                          "copied to init-backup-<time>/ first)")
     files[CONFIG_NAME] = CONFIG_TEMPLATE.format(course_id=course_dir.resolve().name or "course",
                                                 assignment=assignment, student_file=STUDENT_FILE,
                                                 timeout=CELL_TIMEOUT_S, marker=CONFIG_MARKER)
-    files[CONFIG_NAME] += _course_settings(course_dir / CONFIG_NAME)
+    config = course_dir / CONFIG_NAME
+    foreign = config.is_file() and not _course_settings(config) and not _is_kit_config(config)
+    files[CONFIG_NAME] += _foreign_settings(config) if foreign else _course_settings(config)
     notes = []
+    backup = course_dir / time.strftime(BACKUP_FOLDER)
     for name, text in files.items():
         target = course_dir / name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             before = target.read_bytes() if target.exists() else None
             data = text if isinstance(text, bytes) else text.encode("utf-8")
+            saved = _back_up(target, backup / name) if before is not None and before != data else None
             target.write_bytes(data)
         except OSError as exc:
             raise CourseError(f"cannot write {target}: {exc.strerror or exc}") from None
         state = "created" if before is None else ("unchanged" if before == data else "rewritten")
-        notes.append(f"{state} {target}")
+        notes.append(f"{state} {target}" + (f" (the previous one: {saved})" if saved else ""))
+        if name == CONFIG_NAME and foreign and saved:
+            notes.append(f"note: {target} was not written by the kit: its settings now follow the kit's, below "
+                         "the marker line (yours win where both set the same thing); check them")
     return notes

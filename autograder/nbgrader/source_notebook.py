@@ -76,14 +76,36 @@ def say_nbgrader_submission(nb):
     raise ValueError(f"the solved notebook has no {SUBMISSION_HEADING!r} cell")
 
 
+# The first lines of each hidden test cell: the installed kit's grader, never an autograder/
+# folder or autograder.py from the submission (nbgrader copies the released autograder/ next to
+# the notebook), even when a cell above imported it (`from autograder.check import ...`, as the
+# notebook's own checks do), put it on sys.path or changed the working folder. sys.path keeps
+# absolute entries outside the notebook's folders; every autograder module not loaded from the
+# kit that those entries find is dropped from sys.modules, so the import below loads the kit's.
+KIT_IMPORT = """\
+import os, sys
+_theirs = [os.path.realpath(f) for f in (os.getcwd(), os.environ.get("KIT_NBGRADER_WORKDIR"),
+                                         os.environ.get("KIT_NBGRADER_SUBMITTED")) if f]
+def _outside(path):
+    path = os.path.realpath(path)
+    return not any(path == f or path.startswith(f + os.sep) for f in _theirs)
+sys.path[:] = [p for p in sys.path if os.path.isabs(p) and _outside(p)]
+_kit = next((s for s in (getattr(f, "find_spec", lambda *a: None)("autograder", sys.path)
+                         for f in sys.meta_path) if s and s.origin), None)
+for _name in [n for n in sys.modules if n == "autograder" or n.startswith("autograder.")]:
+    _file = getattr(sys.modules[_name], "__file__", None)
+    if _kit is None or not _file or not os.path.realpath(_file).startswith(
+            os.path.realpath(os.path.dirname(_kit.origin)) + os.sep):
+        del sys.modules[_name]
+"""
+
+
 def test_cell_source(part_id: str, title: str, points: float) -> str:
     return (f"# Autograder test for {part_id} ({points:g} points): {title}.\n"
             "# It runs when the course staff grade your submission; your resnet50_skeleton.py is\n"
             "# graded in a sandbox and this cell shows what each check found.\n"
             f"{HIDDEN_BEGIN}\n"
-            "import os, sys\n"
-            "# The installed kit's grader, never an autograder/ folder handed in with the notebook.\n"
-            "sys.path[:] = [p for p in sys.path if p not in ('', '.') and os.path.abspath(p) != os.getcwd()]\n"
+            f"{KIT_IMPORT}"
             "from autograder.nbgrader.test_cell import score_part\n"
             f"score_part({part_id!r})\n"
             f"{HIDDEN_END}\n")

@@ -10,6 +10,14 @@ the result is kept in this module, keyed by the SHA-256 of the copied files, so 
 test cells cost one sandbox run. The cache lives in the kernel's
 memory rather than in a file in the working folder because that folder is the
 student's submission: a file there could be handed in.
+
+Which folder: under ``nbgrader autograde`` with the kit's ``configure_autograde``, the
+kit's exporter (in nbgrader's own process, before the kernel starts) puts the student's
+``submitted/<student>/<assignment>/`` folder in :data:`SUBMITTED_ENV`, so the test cells
+grade exactly the files ``verify`` and the CLI grade: whatever the student's cells did
+to the working folder (``%cd plots``, ``os.chdir``, deleting a file) and whatever
+nbgrader's ``CourseDirectory.ignore`` kept out of ``autograded/`` (``submission.zip``,
+``results/``). Without it (the notebook run by hand), the kernel's working folder.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from autograder.nbgrader import STUDENT_FILE
 _graded: dict[str, dict] = {}   # SHA-256 of the staged files -> the grader's result for them
 STAGED_STUDENT = "submission"    # the one student of the staged folder
 GRADABLE_SUFFIXES = (".py", ".zip")   # what discover can grade at the top of a folder
+SUBMITTED_ENV = "KIT_NBGRADER_SUBMITTED"   # set by autograde.SubmissionExporter for the kernel
 
 
 def _copy_entry(entry: os.DirEntry, target: Path) -> None:
@@ -95,8 +104,10 @@ def _stderr_to_stdout():
 
 def grade_folder(folder: Path | str | None = None) -> dict:
     """The grader's result (its ``results/<id>.json`` content) for the student's folder
-    (the notebook's working folder by default), graded once per kernel."""
-    folder = Path(folder if folder is not None else os.getcwd()).absolute()
+    (by default the handed-in folder autograde named, else the working folder), graded once per kernel."""
+    if folder is None:
+        folder = os.environ.get(SUBMITTED_ENV) or os.getcwd()
+    folder = Path(folder).absolute()
     with tempfile.TemporaryDirectory(prefix="kit-nbgrader-") as out:
         submissions = Path(out) / "submissions"
         stage_student_folder(folder, submissions / STAGED_STUDENT)

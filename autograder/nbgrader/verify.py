@@ -36,7 +36,9 @@ class Difference:
 
 
 def gradebook_scores(course_dir: Path, assignment: str) -> dict[str, dict[str, float | None]]:
-    """Per student, the gradebook's score of each part's test cell (None: no grade recorded)."""
+    """Per student, the gradebook's score of each part's test cell: the manual score where a TA
+    set one, else the autograded one; None when neither was recorded (autograde failed for the
+    student, e.g. a kernel that died: nbgrader's ``Grade.score`` would read that as 0)."""
     from nbgrader.api import Gradebook, MissingEntry
     db = Path(course_dir) / "gradebook.db"
     if not db.is_file():
@@ -55,9 +57,11 @@ def gradebook_scores(course_dir: Path, assignment: str) -> dict[str, dict[str, f
             except MissingEntry:
                 scores[submission.student.id] = parts
                 continue
-            by_cell = {grade.name: grade.score for grade in notebook.grades}
+            by_cell = {grade.name: grade for grade in notebook.grades}
             for part in PART_IDS:
-                score = by_cell.get(grade_id_for_part(part))
+                grade = by_cell.get(grade_id_for_part(part))
+                score = None if grade is None else (
+                    grade.manual_score if grade.manual_score is not None else grade.auto_score)
                 parts[part] = None if score is None else float(score)
             scores[submission.student.id] = parts
     return scores
@@ -96,9 +100,14 @@ def verify_course(course_dir: Path, assignment: str, jobs: int = 2,
         book = in_gradebook.get(student)
         cli_total = (f"the CLI gives {sum(map(float, cli_parts.values())):g}"
                      f" ({', '.join(f'{p} {float(v):g}' for p, v in cli_parts.items())})")
-        if book is None or all(score is None for score in book.values()):
+        if book is None:
             differences.append(Difference(student, f"handed in but not autograded (no gradebook score; run "
                                                    f"nbgrader autograde {assignment}); {cli_total}"))
+            continue
+        if all(score is None for score in book.values()):
+            differences.append(Difference(student, "autograde failed for this student (no part has a score: "
+                                                   "see nbgrader's log, e.g. the kernel died or timed out); "
+                                                   f"give each part a manual grade in formgrader: {cli_total}"))
             continue
         problem = notebook_problem(submitted / student / assignment / NOTEBOOK_NAME)
         if problem:
@@ -110,7 +119,7 @@ def verify_course(course_dir: Path, assignment: str, jobs: int = 2,
             expected = float(cli_parts.get(part, 0.0))
             got = book.get(part)
             if got is None:
-                wrong.append(f"{part}: no gradebook score, the CLI gives {expected:g}")
+                wrong.append(f"{part}: no gradebook score (needs a manual grade), the CLI gives {expected:g}")
             elif abs(got - expected) > TOLERANCE:
                 wrong.append(f"{part}: gradebook {got:g}, the CLI {expected:g}")
         if wrong:
