@@ -563,8 +563,10 @@ def _grade_in_sandbox(todo, out, rubric, jobs, timeout_s, memory_mb, progress, l
                     return sub, None
                 return sub, _save(out, sub, graded, fp, rubric)
 
-            bar = tqdm(total=len(todo), desc="grading", unit="submission", disable=not progress,
-                       file=sys.stderr)
+            # Counts every submission (those refused or resumed before the sandbox as done) so that
+            # its total is the class size the summary gives.
+            bar = tqdm(total=len(todo) + len(done), initial=len(done), desc="grading", unit="submission",
+                       disable=not progress, file=sys.stderr)
             pool = ThreadPoolExecutor(max_workers=max(1, jobs))
             try:
                 for future in as_completed([pool.submit(grade_one, item) for item in todo]):
