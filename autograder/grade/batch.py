@@ -16,54 +16,35 @@ import os
 import re
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 import threading
 import time
 import unicodedata
-import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 import autograder
 from autograder.spec import RUBRIC_PATH, load_rubric
 from autograder.grade import outputs
+# The finder is shared with Gradescope's run_autograder (it must not import torch); its names
+# stay importable from here.
+from autograder.grade.finder import (MAX_SOURCE_BYTES, MAX_ZIP_BYTES, MISSING, STUDENT_FILE,  # noqa: F401
+                                     Refused, Submission, _entries, _find_in_zip, _kind, _open_zip,
+                                     _read_member, _skeleton_like, _zip_candidates, find_in_folder,
+                                     read_source)
 from autograder.grade.outputs import clean_text, one_line
 from autograder.grade.scoring import GradedSubmission, failed, grade_report
 
-STUDENT_FILE = "resnet50_skeleton.py"
-MAX_SOURCE_BYTES = 1024 * 1024   # the skeleton is ~10 KB; the parent never reads more than this
-# The notebook's submission.zip; only its central directory and one member are read.
-MAX_ZIP_BYTES = 512 * 1024 * 1024
 PACKAGE_DIR = Path(autograder.__file__).resolve().parent
 REFERENCE_SOLUTION = PACKAGE_DIR.parent / "solutions" / STUDENT_FILE
 SPEC_DIR = PACKAGE_DIR / "spec"
 # A change to any of these regrades everything on the next run (the grader's "version").
 GRADER_SOURCE_DIRS = (PACKAGE_DIR / "grade", PACKAGE_DIR / "check", PACKAGE_DIR / "spec")
-MISSING = f"no {STUDENT_FILE} in the submission folder"
 
 
 class BatchError(Exception):
     """A problem with the grader's own input (bad path, unwritable output)."""
-
-
-class Refused(Exception):
-    """The trusted process will not read this file (a link out of the folder, a FIFO, too big)."""
-
-
-@dataclass(frozen=True)
-class Submission:
-    student: str                    # the name as handed in (an LMS folder name, spaces and all)
-    file: Path | None               # what to grade; None when nothing gradable was found
-    folder: Path | None = None      # the student's own folder: links may not leave it
-    problem: str = ""               # why ``file`` is None, for the student
-    problem_status: str = "missing"   # the status that goes with ``problem``
-    notes: tuple[str, ...] = ()     # said in feedback (e.g. which file was graded)
-    file_id: str = ""               # a safe, unique name for results/ and feedback/
-    trusted_link: bool = False      # the instructor named this file: following its link is fine
-    member: str = ""                # ``file`` is a zip: grade this member of it (read in memory)
 
 
 # ---------------------------------------------------------------- discovery
@@ -78,109 +59,6 @@ def _file_id(student: str) -> str:
         raw = student.encode("utf-8", "surrogateescape")
         safe += "-" + hashlib.sha256(raw).hexdigest()[:8]
     return safe
-
-
-def _skeleton_like(name: str) -> bool:
-    """``resnet50_skeleton (1).py``, ``ResNet50_Skeleton-2.py``, ``resnet50 skeleton.py``..."""
-    return re.sub(r"[^a-z0-9]", "", name.lower()).startswith("resnet50skeleton")
-
-
-def _entries(folder: Path) -> list[os.DirEntry]:
-    with os.scandir(folder) as it:
-        return sorted((e for e in it if not e.name.startswith(".") and e.name != "__MACOSX"),
-                      key=lambda e: e.name)
-
-
-def _find_in_folder(folder: Path) -> tuple[Path | None, str, tuple[str, ...], str]:
-    """The file to grade in a student's folder: (file, problem, notes, zip member). Nothing here
-    follows a link; whether a link may be read is decided when the file is read."""
-    entries = _entries(folder)
-    by_name = {e.name: e for e in entries}
-    if STUDENT_FILE in by_name:
-        return folder / STUDENT_FILE, "", (), ""
-    # LMS downloads sometimes add a level: alice/submission/resnet50_skeleton.py
-    nested = []
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            for inner in _entries(Path(entry.path)):
-                if inner.name == STUDENT_FILE:
-                    nested.append(Path(entry.path) / STUDENT_FILE)
-    if len(nested) == 1:
-        shown = nested[0].relative_to(folder).as_posix()
-        return nested[0], "", (f"graded {shown} (no {STUDENT_FILE} at the top of the folder)",), ""
-    # vgg.py is the handout's own file, never the answer
-    python = [e.name for e in entries if e.name.endswith(".py") and e.name != "vgg.py"]
-    similar = [n for n in python if _skeleton_like(n)]
-    for group in (similar, python):
-        if len(group) == 1:
-            return folder / group[0], "", (f"graded {group[0]}: there is no {STUDENT_FILE}; "
-                                           f"name your file {STUDENT_FILE} next time",), ""
-        if len(group) > 1 or len(nested) > 1:
-            names = [p.relative_to(folder).as_posix() for p in nested] or group
-            return None, (f"no {STUDENT_FILE} in the submission folder, and {len(names)} other "
-                          f"candidates ({', '.join(names[:6])}): could not tell which one to grade; "
-                          f"the file to grade must be named {STUDENT_FILE}"), (), ""
-    zips = [e for e in entries if e.name.lower().endswith(".zip")]
-    if len(zips) == 1 and not python:
-        return _find_in_zip(folder, zips[0])
-    held = ", ".join(e.name for e in entries[:5]) + (", ..." if len(entries) > 5 else "")
-    return None, MISSING + (f" (it holds: {held})" if entries else " (it is empty)"), (), ""
-
-
-def _open_zip(path: Path, shown: str) -> zipfile.ZipFile:
-    """``path`` opened as a zip without following a link, only if it is a regular file
-    of at most MAX_ZIP_BYTES; zipfile reads the central directory, not the whole file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise Refused(f"{shown} could not be opened ({exc.strerror or exc})") from None
-    f = os.fdopen(fd, "rb")
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise Refused(f"{shown} is {_kind(info.st_mode)}, not a zip file")
-        if info.st_size > MAX_ZIP_BYTES:
-            raise Refused(f"{shown} is {info.st_size:,} bytes; the grader opens zip files of at most "
-                          f"{MAX_ZIP_BYTES:,} bytes")
-        return zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
-        f.close()
-        raise Refused(f"{shown} is not a readable zip file") from None
-    except BaseException:
-        f.close()
-        raise
-
-
-def _zip_candidates(archive: zipfile.ZipFile) -> list[str]:
-    """Members named resnet50_skeleton.py at the top of the zip or one folder down."""
-    found = []
-    for name in archive.namelist():
-        parts = name.split("/")
-        if parts[-1] == STUDENT_FILE and len(parts) <= 2 and not any(
-                part.startswith(".") or part == "__MACOSX" for part in parts):
-            found.append(name)
-    return found
-
-
-def _find_in_zip(folder: Path, entry: os.DirEntry) -> tuple[Path | None, str, tuple[str, ...], str]:
-    """The notebook's submission.zip handed in instead of the .py: grade its one
-    resnet50_skeleton.py. The member is checked again when it is read."""
-    if not entry.is_file(follow_symlinks=False):
-        return None, f"{MISSING} (it holds {entry.name}, which is not a regular file)", (), ""
-    try:
-        with _open_zip(Path(entry.path), entry.name) as archive:
-            members = _zip_candidates(archive)
-    except Refused as exc:
-        return None, f"{MISSING}, and {exc}", (), ""
-    if len(members) == 1:
-        return Path(entry.path), "", (f"graded {members[0]} from inside {entry.name}: hand in "
-                                      f"the .py file itself next time",), members[0]
-    if not members:
-        return None, (f"{MISSING}; the only file, {entry.name}, holds no {STUDENT_FILE} "
-                      "(hand in the .py file itself)"), (), ""
-    return None, (f"{MISSING}; the only file, {entry.name}, holds {len(members)} files named "
-                  f"{STUDENT_FILE} ({', '.join(members[:6])}): could not tell which one to grade; "
-                  "hand in the .py file itself"), (), ""
 
 
 def _looks_like_output(folder: Path) -> bool:
@@ -232,7 +110,8 @@ def discover(path: Path, skip: tuple[Path, ...] = (), log=print) -> list[Submiss
                     log(one_line(f"skipping {full}: it is the output folder"))
                     continue
                 try:
-                    file, problem, notes, member = _find_in_folder(full)
+                    # _entries looked up here, at call time: tests replace batch's own
+                    file, problem, notes, member = find_in_folder(full, _entries)
                 except OSError as exc:   # an unreadable folder is that student's problem only
                     file, problem, notes, member = None, f"the submission folder could not be read ({exc.strerror or exc})", (), ""
                 if _looks_like_output(full) and file is None:
@@ -272,84 +151,6 @@ def _with_file_ids(found: list[Submission]) -> list[Submission]:
 
 
 # ---------------------------------------------------------------- reading student files
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def read_source(sub: Submission) -> bytes:
-    """The bytes of ``sub.file``, read without trusting it: a link may not lead out of
-    the student's folder, only a regular file is opened, and at most MAX_SOURCE_BYTES."""
-    if sub.member:
-        return _read_member(sub)
-    file = sub.file
-    shown = file.relative_to(sub.folder).as_posix() if sub.folder else file.name
-    if not sub.trusted_link:
-        real = Path(os.path.realpath(file))
-        if sub.folder is not None:
-            inside = real.is_relative_to(os.path.realpath(sub.folder))
-        else:   # a loose file in the submissions folder: no link at all
-            inside = real == Path(os.path.realpath(file.parent)) / file.name
-        if not inside:
-            where = "outside the student's folder" if sub.folder else "elsewhere"
-            raise Refused(f"{shown} is a symbolic link to a file {where}; "
-                          "only the student's own file is graded")
-        file = real
-    try:
-        before = os.stat(file, follow_symlinks=sub.trusted_link)
-        if not stat.S_ISREG(before.st_mode):
-            raise Refused(f"{shown} is {_kind(before.st_mode)}, not a Python file")
-        if before.st_size > MAX_SOURCE_BYTES:
-            raise Refused(f"{shown} is {before.st_size:,} bytes; the grader reads files of at most "
-                          f"{MAX_SOURCE_BYTES:,} bytes")
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if sub.trusted_link else os.O_NOFOLLOW)
-        fd = os.open(file, flags)
-    except OSError as exc:
-        link = " (a symbolic link)" if os.path.islink(sub.file) else ""
-        raise Refused(f"{shown}{link} could not be opened ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "rb") as f:
-        now = os.fstat(f.fileno())
-        if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(now.st_mode):
-            raise Refused(f"{shown} changed while it was being read")
-        data = f.read(MAX_SOURCE_BYTES + 1)
-    if len(data) > MAX_SOURCE_BYTES:
-        raise Refused(f"{shown} is larger than {MAX_SOURCE_BYTES:,} bytes, the most the grader reads")
-    return data
-
-
-def _read_member(sub: Submission) -> bytes:
-    """``sub.member`` of the zip ``sub.file``, read in memory (nothing is extracted):
-    a plain member path, no link, at most MAX_SOURCE_BYTES declared and read."""
-    shown = f"{sub.file.name}:{sub.member}"
-    with _open_zip(sub.file, sub.file.name) as archive:
-        try:
-            info = archive.getinfo(sub.member)
-        except KeyError:
-            raise Refused(f"{shown} is no longer in the zip") from None
-        parts = info.filename.split("/")
-        if info.filename.startswith("/") or "\\" in info.filename or ".." in parts or ":" in parts[0]:
-            raise Refused(f"{shown} has a path that leaves the zip's folder")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise Refused(f"{shown} is a symbolic link inside the zip; only a plain file is graded")
-        if info.flag_bits & 0x1:
-            raise Refused(f"{shown} is encrypted")
-        if info.file_size > MAX_SOURCE_BYTES:
-            raise Refused(f"{shown} is {info.file_size:,} bytes unpacked; the grader reads files of "
-                          f"at most {MAX_SOURCE_BYTES:,} bytes")
-        try:
-            with archive.open(info) as member:
-                data = member.read(MAX_SOURCE_BYTES + 1)   # the declared size may lie: read no more
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError, EOFError) as exc:
-            raise Refused(f"{shown} could not be unpacked ({exc})") from None
-    if len(data) > MAX_SOURCE_BYTES or len(data) != info.file_size:
-        raise Refused(f"{shown} unpacks to more bytes than the zip declares")
-    return data
-
 
 def encoding_problem(source: bytes) -> str:
     """Why ``source`` cannot be Python source as saved, in the student's terms: UTF-16
