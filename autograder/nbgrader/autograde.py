@@ -32,6 +32,7 @@ import fnmatch
 import functools
 import glob
 import os
+import warnings
 from pathlib import Path
 
 from nbconvert.exporters import NotebookExporter
@@ -67,8 +68,10 @@ def notebook_problem(path: Path | str) -> str | None:
         return f"{NOTEBOOK_NAME} was not handed in"
     import nbformat
     try:
-        nb = nbformat.read(str(path), as_version=4)
-        nbformat.validate(nb)
+        with warnings.catch_warnings():   # nbformat's MissingIDFieldWarning on older notebooks: not the TA's concern
+            warnings.simplefilter("ignore")
+            nb = nbformat.read(str(path), as_version=4)
+            nbformat.validate(nb)
     except Exception:   # invalid JSON, not a notebook, unreadable bytes: all the same to the student
         return f"{NOTEBOOK_NAME} is not a readable notebook"
     from nbgrader.nbgraderformat import MetadataValidator
