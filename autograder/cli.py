@@ -203,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     gradescope = sub.add_parser("gradescope", help="build the zip for Gradescope's Configure Autograder page "
                                                    "(grader, spec, rubric, reference; no student file)")
     gradescope.add_argument("--out", type=Path, required=True, help="the zip to write (e.g. autograder.zip)")
-    gradescope.add_argument("--visibility", choices=("visible", "after_published"), default="visible",
-                            help="when students see the tests: at once, or once grades are published "
-                                 "(default visible)")
+    gradescope.add_argument("--visibility", choices=("visible", "after_published", "after_due_date", "hidden"),
+                            default="visible",
+                            help="when students see the tests (Gradescope's values): at once, once grades "
+                                 "are published, after the due date, or never (default visible)")
     gradescope.add_argument("--timeout", type=_positive(float), default=60.0,
                             help="wall-clock seconds allowed per submission (default 60)")
     gradescope.add_argument("--memory-mb", type=_positive(int), default=4096,

@@ -16,25 +16,49 @@ from pathlib import Path
 
 
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-VISIBILITIES = ("visible", "after_published")
+# Gradescope's documented values (gradescope-autograders.readthedocs.io, "Autograder Specifications"):
+# hidden (staff only), after_due_date, after_published (once grades are published), visible.
+VISIBILITIES = ("visible", "after_published", "after_due_date", "hidden")
+
+
+def settings_problems(settings: dict) -> list[str]:
+    """What is wrong with run_autograder's settings (gradescope.json and its options), one
+    sentence each; [] when they are fine. Checked before results/ is touched."""
+    problems = []
+    visibility = settings.get("visibility")
+    if visibility not in VISIBILITIES:
+        problems.append(f"visibility is {visibility!r}; it must be one of {', '.join(VISIBILITIES)}")
+    timeout = settings.get("timeout_s")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        problems.append(f"timeout_s is {timeout!r}; it must be a number of seconds above 0 and at most 3600")
+    memory = settings.get("memory_mb")
+    if isinstance(memory, bool) or not isinstance(memory, int) or not 256 <= memory <= 1024 * 1024:
+        problems.append(f"memory_mb is {memory!r}; it must be a whole number of MiB, at least 256")
+    return problems
 
 
 def tests_per_rubric_check(tests: list[dict], rubric: dict) -> list[dict]:
     """One test per rubric check, in the rubric's order, from the batch grader's tests.
 
-    A graded part's checks come first among its tests, in the rubric's order (the
-    0-point informational checks the grader adds after them are left out here: the
-    feedback, Gradescope's top-level output, has them). A submission that was not
-    graded normally has one 0-point test per part; each of its checks then gets 0
-    with that test's reason."""
+    Each is named "<part> <check>" (the rubric's own names, "Q1a structure") whatever
+    happened, so a check keeps its name from one submission to the next. A graded part's
+    checks come first among its tests, in the rubric's order; the grader's description of
+    the check heads its output (the 0-point informational checks the grader adds after
+    them are left out here: the feedback, Gradescope's top-level output, has them). A
+    submission that was not graded normally has one 0-point test per part; each of its
+    checks then gets 0 with that test's reason."""
     out = []
     for part in rubric.values():
         mine = [t for t in tests if t["name"].split(" ", 1)[0] == part.id]
         checks = list(part.checks.items())
         scored = mine[:len(checks)]
         if [t["max_score"] for t in scored] == [points for _, points in checks]:
-            out += [{**t, "extra_data": {"part": part.id, "check": check}}
-                    for t, (check, _) in zip(scored, checks)]
+            for test, (check, _) in zip(scored, checks):
+                described = test["name"].split(" ", 1)[1] if " " in test["name"] else ""
+                output = f"{described}\n\n{test['output']}" if described and test["output"] else (
+                    described or test["output"])
+                out.append({**test, "name": f"{part.id} {check}", "output": output,
+                            "extra_data": {**test.get("extra_data", {}), "part": part.id, "check": check}})
         elif len(mine) == 1 and mine[0]["score"] == 0 and mine[0]["max_score"] == part.points:
             out += [{"name": f"{part.id} {check}", "score": 0, "max_score": points,
                      "output": mine[0]["output"], "extra_data": {"part": part.id, "check": check}}

@@ -39,13 +39,16 @@ from pathlib import Path
 # are imported in the functions that need them, once the sandbox has started.
 from autograder.grade.sandbox import IsolationError, Limits
 from autograder.grade.sandbox.privileges import NOBODY
-from autograder.gradescope.results import VISIBILITIES, gradescope_results, write_results
+from autograder.gradescope.permissions import restrict_kit
+from autograder.gradescope.results import VISIBILITIES, gradescope_results, settings_problems, write_results
 from autograder.gradescope.submission import STUDENT_FILE, find_submission
 from autograder.spec import RUBRIC_PATH, load_rubric
 
 CONFIG_NAME = "gradescope.json"   # written into the zip by ``python -m autograder gradescope``
 KIT_ROOT = Path(__file__).resolve().parents[2]
-STUDENT = "submission"            # one student per container: the name only shows in extra_data
+# One student per container: named as the CLI names a single file it grades (its stem), so the
+# feedback's heading reads the same ("Feedback for resnet50_skeleton") both ways.
+STUDENT = Path(STUDENT_FILE).stem
 DEFAULTS = {"visibility": "visible", "timeout_s": 60.0, "memory_mb": 4096}
 # Owner of results/ while student code runs: neither root nor the sandbox's uid.
 GUARD_UID = 65533
@@ -60,8 +63,8 @@ NOT_RUN = ("your code was not run: the autograder could not run it safely ({why}
            "readable by the sandbox's user), or run the grader as root")
 
 
-def load_config(kit_root: Path = KIT_ROOT) -> dict:
-    path = kit_root / CONFIG_NAME
+def load_config(kit_root: Path | None = None) -> dict:
+    path = (kit_root or KIT_ROOT) / CONFIG_NAME
     config = dict(DEFAULTS)
     if path.is_file():
         config.update(json.loads(path.read_text(encoding="utf-8")))
@@ -207,37 +210,64 @@ def live_processes_of(uid: int, but: int = 0) -> list[int]:
     return pids
 
 
-def sweep_sandbox_uid(uid: int, rounds: int = 200) -> tuple[int, list[int]]:
+def sweep_sandbox_uid(uid: int, attempts: int = 10, rounds: int = 100,
+                      helper_timeout_s: float = 3.0) -> tuple[int, list[int]]:
     """Kill every process running as ``uid``; returns (how many there were, pids still alive).
 
     A forked helper becomes ``uid`` and sends SIGKILL to -1: the kernel delivers it to every
     process of that uid in one pass that a fork cannot slip past (a process with a pending
     SIGKILL cannot fork), and to no process of any other user. Repeated until /proc shows
-    none, in case one was being created as the pass ran."""
+    none. Being of that uid, the helper can itself be killed or stopped by a student process
+    that loops on kill(-1, ...): it is never waited for longer than ``helper_timeout_s``
+    (then killed by this root process) and a new one is forked, ``attempts`` times at most;
+    what is left then is returned for the staff to see."""
     before = live_processes_of(uid)
-    with warnings.catch_warnings():   # Python 3.12 warns about fork with threads; the helper only makes syscalls
-        warnings.simplefilter("ignore", DeprecationWarning)
-        helper = os.fork()
-    if helper == 0:
-        code = 1
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            me = os.getpid()
-            for _ in range(rounds):
-                try:
-                    os.kill(-1, signal.SIGKILL)   # never the caller itself
-                except OSError:
-                    pass                           # ESRCH: nothing of that uid was left
-                if not live_processes_of(uid, but=me):
-                    code = 0
-                    break
-                time.sleep(0.01)
-        finally:
-            os._exit(code)
-    os.waitpid(helper, 0)
+    for _ in range(attempts):
+        if not live_processes_of(uid):
+            break
+        with warnings.catch_warnings():   # Python 3.12 warns about fork with threads; the helper only makes syscalls
+            warnings.simplefilter("ignore", DeprecationWarning)
+            helper = os.fork()
+        if helper == 0:
+            code = 1
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                me = os.getpid()
+                for _ in range(rounds):
+                    try:
+                        os.kill(-1, signal.SIGKILL)   # never the caller itself
+                    except OSError:
+                        pass                           # ESRCH: nothing of that uid was left
+                    if not live_processes_of(uid, but=me):
+                        code = 0
+                        break
+                    time.sleep(0.01)
+            finally:
+                os._exit(code)
+        _reap(helper, helper_timeout_s)
     return len(before), live_processes_of(uid)
+
+
+def _reap(pid: int, timeout_s: float) -> None:
+    """Wait for ``pid`` at most ``timeout_s`` (polling: a stopped child never exits), then
+    SIGKILL it (root may; a stopped process dies too) and reap it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        time.sleep(0.01)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(500):   # SIGKILL ends it at once; 5 s is a generous bound, never forever
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -269,12 +299,17 @@ def results_dir_locked(results_dir: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = load_config()
+    try:
+        config, config_problem = load_config(), ""
+    except (OSError, ValueError, TypeError) as exc:   # a gradescope.json edited by hand
+        config, config_problem = dict(DEFAULTS), f"{CONFIG_NAME} could not be read ({exc})"
     parser = argparse.ArgumentParser(prog="run_autograder",
                                      description="Grade $AUTOGRADER_ROOT/submission into results/results.json.")
-    parser.add_argument("--timeout", type=float, default=float(config["timeout_s"]),
-                        help=f"wall-clock seconds for the student's code (default {config['timeout_s']:g})")
-    parser.add_argument("--memory-mb", type=int, default=int(config["memory_mb"]),
+    # Defaults (None here) from gradescope.json as it is, checked with the options before results/ is
+    # touched: argparse would convert a string default itself and exit 2 without results.
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"wall-clock seconds for the student's code (default {config['timeout_s']})")
+    parser.add_argument("--memory-mb", type=int, default=None,
                         help=f"memory for the student's code in MiB (default {config['memory_mb']})")
     parser.add_argument("--visibility", choices=VISIBILITIES, default=config["visibility"],
                         help=f"who sees the tests when (default {config['visibility']})")
@@ -290,10 +325,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--sandbox-uid must be between 1 and 65535 and not {GUARD_UID} (the guard of results/)")
     root = Path(os.environ.get("AUTOGRADER_ROOT") or "/autograder")
     results_dir = root / "results"
+    problems = [config_problem] if config_problem else []
+    args.timeout = config["timeout_s"] if args.timeout is None else args.timeout
+    args.memory_mb = config["memory_mb"] if args.memory_mb is None else args.memory_mb
+    problems += settings_problems({"visibility": args.visibility, "timeout_s": args.timeout,
+                                   "memory_mb": args.memory_mb})
+    if problems:
+        return misconfigured(results_dir, problems)
     as_root = os.geteuid() == 0
-    if as_root:   # also done by setup.sh; again here in case the image was built another way
-        with contextlib.suppress(OSError):
-            os.chmod(KIT_ROOT / "solutions", 0o700)
+    kit_modes = None
+    if as_root and (KIT_ROOT / CONFIG_NAME).is_file():
+        # The unpacked zip (never a developer's checkout): also done by setup.sh; again here in
+        # case the image was built another way, or a .pyc was written since.
+        try:
+            kit_modes = restrict_kit(KIT_ROOT)
+        except OSError as exc:
+            kit_modes = {"error": f"{exc.filename}: {exc.strerror}"}
     start = time.monotonic()
     swept: tuple[int, list[int]] | None = None
     try:
@@ -309,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         message = (f"the autograder itself failed ({type(exc).__name__}: {exc}); this is not your "
                    f"fault: tell the course staff")
         results, feedback = _not_graded("crashed", message)
-        seen, found = {"layers": [], "warning": None}, None
+        seen = {"layers": [], "warning": None, "crashed": True}
+        try:   # what was found is still true (the finder is quick and reads nothing twice)
+            found = find_submission(root / "submission")
+        except Exception:   # noqa: BLE001 -- the finder itself failed: nothing to show
+            found = None
 
     notes = found.notes if found is not None else ()
     common = (results, feedback, notes, args.visibility, time.monotonic() - start, seen["layers"],
@@ -319,22 +370,53 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:   # the grader's tests as they are: results.json is still written
         print(f"WARNING: {exc}")
         final = gradescope_results(*common)
+    left_alive = swept[1] if swept is not None else []
+    if left_alive:   # for the TA: the results may be unaffected, but the container was not clean
+        final["extra_data"]["sweep_left_alive"] = left_alive
     path = write_results(results_dir, final)
 
     extra = final["extra_data"]
-    print(f"graded {found.shown if found and found.shown else '(nothing)'}: "
-          f"{final['score']:g}/{extra['max_total']:g}, status {extra['status']}")
+    score = f"{final['score']:g}/{extra['max_total']:g}, status {extra['status']}"
+    if found is not None and found.source is not None:
+        print(f"graded {found.shown}: {score}" + (" (the grader crashed)" if seen.get("crashed") else ""))
+    elif found is not None:
+        print(f"not graded{f' ({found.shown})' if found.shown else ''}: {score}: {found.problem}")
+    else:
+        print(f"not graded (the grader crashed before the file was found): {score}")
     for note in notes:
         print(f"note: {note}")
-    for line in layer_report(seen, swept, args.sandbox_uid, as_root):
+    ran = found is not None and found.source is not None and bool(seen["layers"]) and not seen.get("refused")
+    for line in layer_report(seen, swept, args.sandbox_uid, as_root, ran):
         print(line)
+    if kit_modes is not None:
+        print("kit files: " + (f"could not be made root-only ({kit_modes['error']})" if "error" in kit_modes
+                               else f"{kit_modes['closed']} root-only, {kit_modes['readable']} readable by "
+                                    f"uid {args.sandbox_uid} (what student code imports)"))
     print(f"wrote {path} in {time.monotonic() - start:.1f} s")
     return 0
 
 
-def layer_report(seen: dict, swept: tuple[int, list[int]] | None, uid: int, as_root: bool) -> list[str]:
-    """What held, for the staff (stdout)."""
-    lines = []
+def misconfigured(results_dir: Path, problems: list[str]) -> int:
+    """A bad setting (gradescope.json or an option): no student code runs; results.json says the
+    autograder is misconfigured (score 0, a message for the staff) and the exit status is 0, as
+    after every run that wrote results (Gradescope shows the student that message)."""
+    said = "; ".join(problems)
+    message = (f"the autograder is misconfigured, so your code was not graded; this is not your fault. "
+               f"Course staff: {said} (fix {CONFIG_NAME} or run_autograder's options and regrade)")
+    results, feedback = _not_graded("crashed", message)
+    final = gradescope_results(results, feedback, visibility="visible",
+                               execution_time=0.0, rubric=load_rubric(RUBRIC_PATH))
+    final["extra_data"]["misconfigured"] = problems
+    path = write_results(results_dir, final)
+    print(f"MISCONFIGURED, no student code ran: {said}")
+    print(f"wrote {path} (score 0, status crashed, a message for the staff)")
+    return 0
+
+
+def layer_report(seen: dict, swept: tuple[int, list[int]] | None, uid: int, as_root: bool,
+                 ran: bool = True) -> list[str]:
+    """What held, for the staff (stdout). ``ran``: whether student code ran at all."""
+    lines = [] if ran else ["no student code ran"]
     if seen.get("refused"):
         lines.append(f"REFUSED, no student code ran: {seen['refused']}")
     if seen["layers"]:
@@ -350,12 +432,14 @@ def layer_report(seen: dict, swept: tuple[int, list[int]] | None, uid: int, as_r
         lines.append(f"student code ran as uid {uid}, never as root (the sandbox refuses instead)")
     elif layers:   # the sandbox said something else: say so rather than claim the drop
         lines.append(f"WARNING: the sandbox did not report running student code as uid {uid}")
-    lines.append(f"results/ and its parent owned by uid {GUARD_UID} without group/other write while "
-                 f"student code ran; results.json written afterwards by root, atomically")
+    if ran:
+        lines.append(f"results/ and its parent owned by uid {GUARD_UID} without group/other write while "
+                     f"student code ran; results.json written afterwards by root, atomically")
     if swept is not None:
         count, left = swept
         lines.append(f"sweep of uid {uid} after grading: {count} process(es) found running and killed; "
-                     + (f"STILL ALIVE: {left}" if left else "none left"))
+                     + (f"WARNING: STILL ALIVE after every attempt: {left} (results.json says so under "
+                        f"extra_data.sweep_left_alive)" if left else "none left"))
     return lines
 
 

@@ -74,13 +74,26 @@ chmod +x "$kit/run_autograder"
 # --- 4. permissions the sandbox relies on ------------------------------------------------
 # Student code runs as an unprivileged uid (65532), which must be able to read Python;
 # when it cannot, run_autograder refuses to run student code at all (score 0 and a
-# message for the staff) rather than run it as root. So make the venv (and every
-# folder above it) readable and traversable by others ...
+# message for the staff) rather than run it as root. So make the venv readable and
+# traversable by others, with the folders that lead to it: the kit's folder and, on
+# Gradescope, /autograder. Folders above those are left as they are (on a machine of
+# your own, a closed home folder stays closed: see the README's local dry run).
 chmod -R o+rX "$venv"
-dir="$venv"
+chmod o+x "$kit"
+parent="$(dirname "$kit")"
+if [[ "$parent" == "/autograder" ]]; then
+    chmod o+x "$parent"
+fi
+dir="$parent"
 while [[ "$dir" != "/" ]]; do
+    if ! stat -c %A "$dir" | grep -q '^d.\{8\}[xt]'; then
+        echo "setup.sh: WARNING: $dir is not searchable by other users, so the sandbox's user" \
+             "cannot reach the venv; student code will not run (run_autograder says so)" >&2
+    fi
     dir="$(dirname "$dir")"
-    chmod o+x "$dir"
 done
-# ... and keep the reference solution readable by the grading process (root) only.
-chmod 700 "$kit/solutions"
+# ... and everything student code has no need to read (the reference solution, the full
+# spec table, the rubric, the grader's own sources, gradescope.json) root-only: where the
+# container allows no mount namespace or Landlock, file modes are all that keep it out.
+# run_autograder does the same again before every run.
+(cd "$kit" && "$venv/bin/python" -s -m autograder.gradescope.permissions "$kit")
