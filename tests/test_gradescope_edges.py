@@ -368,3 +368,29 @@ def test_after_a_grader_crash_the_found_file_is_still_named(tmp_path, monkeypatc
     assert results["extra_data"]["submitted_file"] == "hw3/resnet50_skeleton.py"
     assert "graded hw3/resnet50_skeleton.py: 0/105, status crashed (the grader crashed)" in out, out
     assert "the autograder itself failed (RuntimeError: disk full)" in results["output"]
+
+
+# ================================================================ 10. setup.sh's folder modes
+
+def test_setup_sh_opens_the_kit_and_its_venv_but_no_folder_above(kit, tmp_path):  # noqa: F811
+    """Step 4 of setup.sh (the permissions) on an unpacked zip inside a 0700 folder: the
+    venv and the kit's folder are opened, the closed folder above is left closed and
+    named in a warning, and the answers become root-only."""
+    closed = tmp_path / "home"
+    closed.mkdir(mode=0o700)
+    kit_dir = closed / "kit"
+    with zipfile.ZipFile(kit["zip"]) as zf:
+        zf.extractall(kit_dir)
+    (kit_dir / ".venv" / "bin").mkdir(parents=True)
+    (kit_dir / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    script = (kit_dir / "setup.sh").read_text()
+    step4 = script[script.index("# --- 4. permissions"):]
+    done = subprocess.run(["bash", "-c", f'set -euo pipefail\nkit="{kit_dir}"\nvenv="$kit/.venv"\n{step4}'],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(closed.stat().st_mode) == 0o700
+    assert f"WARNING: {closed} is not searchable by other users" in done.stderr
+    assert stat.S_IMODE(kit_dir.stat().st_mode) & 0o001
+    assert stat.S_IMODE((kit_dir / "autograder/spec/resnet50_layer4.toml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((kit_dir / "solutions").stat().st_mode) == 0o700
+    assert "root-only" in done.stdout
