@@ -14,7 +14,9 @@ synthetic CIFAR-10 (a plumbing check, not a model's quality).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
+# Taken (flock) around read-merge-replace so two `train` runs into one folder keep both entries.
+LOCK_NAME = ".manifest.lock"
 MANIFEST_FORMAT = 1
 # Fields every entry carries; verify reads sha256/size/model/fingerprint/test_accuracy/synthetic.
 ENTRY_FIELDS = ("sha256", "size", "model", "parameters", "keys", "fingerprint", "recipe", "epochs",
@@ -63,8 +67,10 @@ def parameter_count(state_dict) -> int:
 
 
 def checkpoint_entry(path, model_name: str, state_dict, *, recipe: str, epochs: int, seed: int,
-                     test_accuracy: float | None, synthetic: bool, device: str) -> dict:
-    """The manifest entry for the checkpoint file at ``path`` (already written) holding ``state_dict``."""
+                     test_accuracy: float | None, synthetic: bool, device: str,
+                     steps: int | None = None) -> dict:
+    """The manifest entry for the checkpoint file at ``path`` (already written) holding ``state_dict``;
+    ``steps`` (optimizer steps taken) is stored when given."""
     import torch
     path = Path(path)
     return {
@@ -82,6 +88,7 @@ def checkpoint_entry(path, model_name: str, state_dict, *, recipe: str, epochs: 
         "torch": torch.__version__,
         "device": str(device),
         "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        **({} if steps is None else {"steps": int(steps)}),
     }
 
 
@@ -136,9 +143,25 @@ def write_manifest(directory, manifest: dict) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def manifest_lock(directory):
+    """An exclusive flock on ``directory``/.manifest.lock, held while the manifest is
+    read, merged and replaced (the lock file itself stays; it is empty)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 def record_checkpoint(out_dir, entry_name: str, entry: dict) -> Path:
     """Merge ``entry`` for file ``entry_name`` into ``out_dir``/manifest.json (created if
-    absent; other files' entries kept) and return the manifest's path."""
-    manifest = read_manifest(out_dir)
-    manifest["checkpoints"][entry_name] = entry
-    return write_manifest(out_dir, manifest)
+    absent; other files' entries kept) and return the manifest's path. Holds the folder's
+    lock from read to replace, so concurrent runs into one folder lose no entry."""
+    with manifest_lock(out_dir):
+        manifest = read_manifest(out_dir)
+        manifest["checkpoints"][entry_name] = entry
+        return write_manifest(out_dir, manifest)
