@@ -273,6 +273,27 @@ def test_the_sweep_survives_a_process_that_kills_or_stops_its_helper(signum):
                 os.waitpid(pid, 0)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["killer", "stopper"])
+def test_the_helper_alone_is_bounded_when_it_is_killed_or_stopped(monkeypatch, signum):
+    """Without root's kill by pid, the helper meets the loops head on: it may be killed or
+    stopped each time; the sweep still returns within its bound and tells the truth."""
+    monkeypatch.setattr(gs_run, "_kill_listed", lambda uid: None)
+    uid = gs.next_uid()
+    pids = [_loop_as(uid, signum) for _ in range(2 if signum == signal.SIGSTOP else 1)]
+    try:
+        time.sleep(0.3)
+        start = time.monotonic()
+        count, left = gs_run.sweep_sandbox_uid(uid, attempts=5, helper_timeout_s=0.5)
+        assert time.monotonic() - start < 5 * (0.5 + 5) + 5
+        assert count == len(pids) and left == gs_run.live_processes_of(uid)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
 def test_survivors_are_reported_to_the_staff():
     lines = gs_run.layer_report({"layers": ["uid 61000 (setresuid)"], "warning": None}, (3, [1234]), 61000,
                                 True)

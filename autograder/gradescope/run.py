@@ -193,10 +193,11 @@ def grade_submission(root: Path, timeout_s: float, memory_mb: int, disable=(),
         shutil.rmtree(private, ignore_errors=True)
 
 
-def live_processes_of(uid: int, but: int = 0) -> list[int]:
-    """Pids of the processes (not zombies) whose real, effective or saved uid is ``uid``."""
+def live_processes_of(uid: int, but: int = 0, only: int = 0) -> list[int]:
+    """Pids of the processes (not zombies) whose real, effective or saved uid is ``uid``
+    (``only``: look at that pid alone)."""
     pids = []
-    for entry in os.listdir("/proc"):
+    for entry in [str(only)] if only else os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == but:
             continue
         try:
@@ -225,6 +226,7 @@ def sweep_sandbox_uid(uid: int, attempts: int = 10, rounds: int = 100,
     for _ in range(attempts):
         if not live_processes_of(uid):
             break
+        _kill_listed(uid)   # what does not fork dies here, even one that would kill the helper
         with warnings.catch_warnings():   # Python 3.12 warns about fork with threads; the helper only makes syscalls
             warnings.simplefilter("ignore", DeprecationWarning)
             helper = os.fork()
@@ -248,6 +250,25 @@ def sweep_sandbox_uid(uid: int, attempts: int = 10, rounds: int = 100,
                 os._exit(code)
         _reap(helper, helper_timeout_s)
     return len(before), live_processes_of(uid)
+
+
+def _kill_listed(uid: int) -> None:
+    """SIGKILL, from root, each process of ``uid`` that /proc lists, through a pidfd: the pid
+    is checked to be of ``uid`` after the pidfd pins it, so a pid reused meanwhile by another
+    user's process is never signalled. A process that forks faster than this lists them is
+    the helper's job (kill(-1) as that uid)."""
+    for pid in live_processes_of(uid):
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue   # gone already
+        try:
+            if pid in live_processes_of(uid, only=pid):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _reap(pid: int, timeout_s: float) -> None:
