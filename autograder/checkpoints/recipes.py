@@ -54,7 +54,8 @@ class Recipe:
         """The learning rate of optimiser step ``step`` (0-based)."""
         peak = self.peak_lr if peak_lr is None else peak_lr
         if self.schedule == "step":
-            return peak / self.step_factor ** ((step // max(steps_per_epoch, 1)) // self.step_epochs)
+            # A negative power underflows to 0.0 where a positive one would overflow (epoch 12,940 on).
+            return peak * self.step_factor ** -((step // max(steps_per_epoch, 1)) // self.step_epochs)
         warmup = max(1, round(self.warmup_fraction * total_steps))
         if step < warmup:
             start = peak * self.start_fraction

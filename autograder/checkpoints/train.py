@@ -23,7 +23,7 @@ from autograder.checkpoints.data import DataError, data_cells, evaluate, load_ci
 from autograder.checkpoints.models import CHECKPOINT_NAMES, MODEL_NAMES, ModelSourceError, build_model
 from autograder.checkpoints.recipes import Recipe, get_recipe
 
-RESUME_FORMAT = 1
+RESUME_FORMAT = 2      # 2: the training set is recorded (synthetic, n_train, data_fingerprint)
 EVAL_BATCH_SIZE = 500
 
 
@@ -210,6 +210,18 @@ def _check_out_dir(out_dir: Path) -> None:
         raise TrainError(f"--out {out_dir} is not writable ({exc.strerror or exc})") from None
 
 
+def check_out_dir_usable(out_dir: Path) -> None:
+    """Refuse an --out that cannot become a folder, without creating it (the data is checked first)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainError(f"--out {out_dir} is a file: give a folder for the checkpoint and manifest.json")
+    existing = next((p for p in [out_dir, *out_dir.absolute().parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise TrainError(f"--out {out_dir} is under the file {existing}: give a folder for the checkpoint")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainError(f"--out {out_dir} is not writable ({existing} is not writable for this user)")
+
+
 # ---------------------------------------------------------------- resume and checkpoint files
 
 def _to_cpu(value):
@@ -225,14 +237,27 @@ def _to_cpu(value):
 
 
 def _atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary name, then a rename: ``path`` is the old file or the whole new one.
+    Whatever stops the write (torch.save raises RuntimeError on a full disk, Ctrl-C) removes the
+    temporary file; a failure becomes a TrainError, Ctrl-C is raised again."""
     import torch
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise TrainError(f"cannot write {path} ({exc.strerror or exc})") from None
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+        else:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = f"{type(exc).__name__}: {lines[-1] if lines else 'no message'}; is the disk full?"
+        raise TrainError(f"cannot write {path} ({reason})") from None
 
 
 def _rng_state(loader, device) -> dict:
@@ -271,7 +296,26 @@ def _load_optimizer_state(optimizer, saved: dict, lr) -> None:
                 state["step"] = state["step"].to(param.device if capturable else "cpu", torch.float32)
 
 
-def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batch_size: int) -> dict:
+def dataset_fingerprint(train_set) -> str:
+    """A cheap fingerprint of a training set: its size, every label, and the first and last image."""
+    import hashlib
+
+    import numpy as np
+    data, labels = train_set.data, np.asarray(train_set.targets, dtype=np.int64)
+    digest = hashlib.sha256(f"{len(labels)} {tuple(data.shape)}".encode())
+    digest.update(labels.tobytes())
+    if len(labels):
+        for index in (0, len(labels) - 1):
+            digest.update(np.ascontiguousarray(np.asarray(data[index], dtype=np.uint8)).tobytes())
+    return digest.hexdigest()
+
+
+def _data_words(synthetic, n_train) -> str:
+    return f"{n_train} {'synthetic' if synthetic else 'real'} training images"
+
+
+def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batch_size: int,
+                 data: dict) -> dict:
     import torch
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
@@ -285,7 +329,29 @@ def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batc
             found = state.get(key) if isinstance(state, dict) else None
             raise TrainError(f"the resume file {path} is for {key} {found!r}, not {value!r}: run with the same "
                              "settings to continue it, or delete it to start over")
+    if any(state.get(key) != value for key, value in data.items()):
+        raise TrainError(f"the resume file {path} was trained on other data "
+                         f"({_data_words(state.get('synthetic'), state.get('n_train'))}, not this --data's "
+                         f"{_data_words(data['synthetic'], data['n_train'])}, or other images): use the same --data "
+                         "to continue it, or delete it to start over")
     return state
+
+
+def _apply_resume(path: Path, saved: dict, model, optimizer, lr, loader, device) -> tuple:
+    """Load a resume file's contents into the run; (epoch, step, test accuracy). A file whose
+    header fits but whose contents do not load is one sentence, not a traceback."""
+    try:
+        model.load_state_dict(saved["model_state"])
+        _load_optimizer_state(optimizer, saved["optimizer_state"], lr)
+        _set_rng_state(saved["rng"], loader, device)
+        epoch, step, test_accuracy = int(saved["epoch"]), int(saved["step"]), saved["test_accuracy"]
+        if epoch < 0 or step < 0 or not (test_accuracy is None or isinstance(test_accuracy, float)):
+            raise ValueError("epoch, step or test accuracy out of range")
+    except Exception as exc:  # noqa: BLE001 - KeyError, RuntimeError (sizes), ValueError, TypeError
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise TrainError(f"the resume file {path} has the right header but its contents do not load "
+                         f"({type(exc).__name__}: {first_line}): delete it to start over") from None
+    return epoch, step, test_accuracy
 
 
 # ---------------------------------------------------------------- the loop
@@ -305,6 +371,11 @@ class _Plan:
     total_steps: int
     peak_lr: float
 
+    @property
+    def planned_epochs(self) -> int:
+        """Epochs this run reaches, counting one cut short by max_steps (what the progress bar shows)."""
+        return min(self.total_epochs, -(-self.total_steps // max(self.steps_per_epoch, 1)))
+
     def lr_at(self, step: int) -> float:
         return self.recipe.lr_at(step, self.steps_per_epoch, self.total_steps, self.peak_lr)
 
@@ -315,7 +386,7 @@ def _plan(model_name: str, recipe: Recipe, device, *, n_train: int, batch: int, 
     # The graph replays one batch shape, so it always drops the last partial batch.
     drop_last = recipe.drop_last or use_graph
     steps_per_epoch = n_train // batch if drop_last else batches_per_epoch
-    total_epochs = epochs or recipe.epochs[model_name]
+    total_epochs = recipe.epochs[model_name] if epochs is None else epochs
     total_steps = total_epochs * steps_per_epoch
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
@@ -328,8 +399,6 @@ def _plan(model_name: str, recipe: Recipe, device, *, n_train: int, batch: int, 
 def _model_and_optimizer(model_name: str, plan: _Plan):
     """The fresh model on the device, its optimiser, and the learning-rate tensor it reads."""
     import torch
-    if plan.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True   # fixed shapes: let cuDNN pick its fastest kernels once
     model = build_model(model_name).to(plan.device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -383,9 +452,11 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     ``batch_size`` overrides the recipe's (the peak learning rate follows the square-root rule).
     """
     import torch
-    from tqdm import tqdm
 
     _check_model_name(model_name)
+    for name, value in (("epochs", epochs), ("max_steps", max_steps)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise TrainError(f"{name} must be a whole number of at least 1 (or None for the default), not {value!r}")
     try:
         recipe_ = get_recipe(recipe)
     except ValueError as exc:
@@ -399,18 +470,37 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     loader = data_cells()["TensorCIFAR10"](train_set, train=True, device=device, batch_size=batch, seed=seed)
     plan = _plan(model_name, recipe_, device, n_train=n_train, batch=batch, batches_per_epoch=len(loader),
                  epochs=epochs, max_steps=max_steps, precision=precision, cuda_graph=cuda_graph)
+    data = {"synthetic": bool(synthetic), "n_train": n_train, "data_fingerprint": dataset_fingerprint(train_set)}
+
+    # Fixed shapes: let cuDNN pick its fastest kernels, for this call only (the setting is process-wide).
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = cudnn_benchmark or plan.device.type == "cuda"
+    try:
+        return _train(model_name, plan, loader, train_set, test_set, seed=seed, out_dir=out_dir, data=data,
+                      progress=progress, synthetic=synthetic, resume=resume)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _train(model_name: str, plan: _Plan, loader, train_set, test_set, *, seed: int, out_dir, data: dict,
+           progress: bool, synthetic: bool, resume: bool) -> TrainResult:
+    import torch
+    from tqdm import tqdm
 
     torch.manual_seed(seed)
     model, optimizer, lr = _model_and_optimizer(model_name, plan)
     epoch, step, test_accuracy = 0, 0, None
     state_file = resume_path(out_dir, model_name) if out_dir is not None else None
     if resume and state_file is not None and state_file.exists():
-        saved = _load_resume(state_file, model_name=model_name, recipe=plan.recipe, seed=seed, batch_size=plan.batch)
-        model.load_state_dict(saved["model_state"])
-        _load_optimizer_state(optimizer, saved["optimizer_state"], lr)
-        _set_rng_state(saved["rng"], loader, plan.device)
-        epoch, step, test_accuracy = saved["epoch"], saved["step"], saved["test_accuracy"]
+        saved = _load_resume(state_file, model_name=model_name, recipe=plan.recipe, seed=seed, batch_size=plan.batch,
+                             data=data)
+        epoch, step, test_accuracy = _apply_resume(state_file, saved, model, optimizer, lr, loader, plan.device)
+        del saved
     resumed_from = epoch
+
+    def resume_state():
+        return _resume_state(model_name=model_name, plan=plan, seed=seed, epoch=epoch, step=step,
+                             test_accuracy=test_accuracy, model=model, optimizer=optimizer, loader=loader, data=data)
 
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=plan.recipe.label_smoothing)
     run_step = TrainStep(model, optimizer, criterion, plan.precision, plan.device)
@@ -418,7 +508,10 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     bar = tqdm(total=plan.total_steps, initial=min(step, plan.total_steps), disable=not progress, unit="step",
                desc=f"{model_name} ({plan.recipe.name}, {plan.device.type}{', CUDA graph' if plan.use_graph else ''})",
                dynamic_ncols=True, file=sys.stderr)
-    resume_writer = _ResumeWriter()
+    resume_writer = _ResumeWriter(resumed_from)
+    # True from the end of an epoch until its state is handed to the writer: the model, the
+    # optimiser and the generators are then exactly "after `epoch` epochs".
+    unsaved_epoch_end = False
     try:
         while epoch < plan.total_epochs and step < plan.total_steps:
             started = time.perf_counter()
@@ -426,23 +519,46 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
             run_step, step, epoch_steps, mean_loss = _train_epoch(plan, run_step, loader, lr, step, bar)
             seconds += time.perf_counter() - started
             images_done += epoch_steps * plan.batch
+            completed = epoch_steps >= plan.steps_per_epoch
+            shown = epoch + 1
+            if completed:
+                epoch += 1
+                unsaved_epoch_end = state_file is not None
+                test_accuracy = None       # until this epoch's is measured
             test_accuracy = evaluate(model, test_set, plan.device, EVAL_BATCH_SIZE, precision=plan.precision,
                                      channels_last=plan.channels_last)
-            bar.set_postfix_str(f"epoch {epoch + 1}/{plan.total_epochs} loss {mean_loss:.3f} "
+            bar.set_postfix_str(f"epoch {shown}/{plan.planned_epochs} loss {mean_loss:.3f} "
                                 f"test {test_accuracy:.1f}%")
-            if epoch_steps < plan.steps_per_epoch:
+            if not completed:
                 break                   # max_steps ended the run inside this epoch
-            epoch += 1
             if state_file is not None:
-                resume_writer.submit(_resume_state(model_name=model_name, plan=plan, seed=seed, epoch=epoch,
-                                                   step=step, test_accuracy=test_accuracy, model=model,
-                                                   optimizer=optimizer, loader=loader), state_file)
+                resume_writer.submit(resume_state(), state_file, epoch)
+                unsaved_epoch_end = False
     except KeyboardInterrupt:
         bar.close()
-        resume_writer.wait()
-        if state_file is not None and epoch > 0:
-            print(f"stopped in epoch {epoch + 1}; the same command resumes after epoch {epoch} "
-                  f"({state_file})", file=sys.stderr)
+        if unsaved_epoch_end:
+            # Ctrl-C between the end of an epoch and its hand-over: save that epoch now.
+            try:
+                resume_writer.submit(resume_state(), state_file, epoch)
+            except (TrainError, KeyboardInterrupt):
+                pass
+        try:
+            resume_writer.wait()
+        except TrainError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        if state_file is not None and resume_writer.written_epoch > 0:
+            print(f"stopped after {step} step(s); the same command resumes after epoch "
+                  f"{resume_writer.written_epoch} ({state_file})", file=sys.stderr)
+        elif state_file is not None:
+            print(f"stopped after {step} step(s), before any epoch was saved: the same command starts over",
+                  file=sys.stderr)
+        raise
+    except BaseException:
+        bar.close()
+        try:
+            resume_writer.wait()
+        except TrainError:
+            pass
         raise
     bar.close()
     resume_writer.wait()
@@ -454,7 +570,8 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
     checkpoint = None
     if out_dir is not None:
         checkpoint = write_checkpoint(out_dir, model_name, model, recipe=plan.recipe.name, epochs=epoch, seed=seed,
-                                      test_accuracy=test_accuracy, synthetic=synthetic, device=device_name)
+                                      test_accuracy=test_accuracy, synthetic=synthetic, device=device_name,
+                                      steps=step)
     return TrainResult(model_name=model_name, model=model, checkpoint=checkpoint, epochs_done=epoch, steps=step,
                        test_accuracy=test_accuracy, seconds=seconds,
                        images_per_s=images_done / seconds if seconds > 0 else 0.0,
@@ -462,33 +579,39 @@ def train(model_name: str, train_set, test_set, *, recipe: str = "fast", epochs:
                        device=device_name, resumed_from_epoch=resumed_from)
 
 
-def _resume_state(*, model_name: str, plan: _Plan, seed: int, epoch: int, step: int, test_accuracy: float,
-                  model, optimizer, loader) -> dict:
+def _resume_state(*, model_name: str, plan: _Plan, seed: int, epoch: int, step: int, test_accuracy: float | None,
+                  model, optimizer, loader, data: dict) -> dict:
     """Everything a later run needs to continue after ``epoch``, as CPU copies."""
     return _to_cpu({"format": RESUME_FORMAT, "model": model_name, "recipe": plan.recipe.name, "seed": seed,
-                    "batch_size": plan.batch, "epoch": epoch, "step": step, "test_accuracy": test_accuracy,
+                    "batch_size": plan.batch, **data, "epoch": epoch, "step": step, "test_accuracy": test_accuracy,
                     "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
                     "rng": _rng_state(loader, plan.device)})
 
 
 class _ResumeWriter:
     """Writes resume files on a background thread, so the next epoch trains while the last
-    one's state (about 3x the checkpoint: weights and Adam's two moments) goes to disk."""
+    one's state (about 3x the checkpoint: weights and Adam's two moments) goes to disk.
+    ``written_epoch`` is the epoch of the last file actually on disk. A failed write stops
+    the run: it is raised in the trainer at the next hand-over or at the end."""
 
-    def __init__(self):
+    def __init__(self, written_epoch: int = 0):
         self._thread = None
         self._error = None
+        self.written_epoch = written_epoch
 
-    def submit(self, state: dict, path: Path) -> None:
+    def submit(self, state: dict, path: Path, epoch: int) -> None:
         self.wait()                       # one write at a time, in epoch order
-        self._thread = threading.Thread(target=self._write, args=(state, path), name="resume-writer")
+        self._thread = threading.Thread(target=self._write, args=(state, path, epoch), name="resume-writer")
         self._thread.start()
 
-    def _write(self, state: dict, path: Path) -> None:
+    def _write(self, state: dict, path: Path, epoch: int) -> None:
         try:
             _atomic_save(state, path)
+            self.written_epoch = epoch
         except TrainError as exc:
             self._error = exc
+        except Exception as exc:  # noqa: BLE001 - never let the thread die with a traceback
+            self._error = TrainError(f"cannot write {path} ({type(exc).__name__}: {exc})")
 
     def wait(self) -> None:
         """Block until the last file is written; a failed write is raised here, in the trainer."""
@@ -497,11 +620,12 @@ class _ResumeWriter:
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
-            raise error
+            raise TrainError(f"{error}; the run stopped, as it could no longer be resumed "
+                             f"(the last resume file written is after epoch {self.written_epoch})")
 
 
 def write_checkpoint(out_dir: Path, model_name: str, model, *, recipe: str, epochs: int, seed: int,
-                     test_accuracy: float | None, synthetic: bool, device: str) -> Path:
+                     test_accuracy: float | None, synthetic: bool, device: str, steps: int | None = None) -> Path:
     """Save the model as the handout's file (a CPU state_dict of tensors, no wrapper
     prefixes) and record it in out_dir/manifest.json."""
     from autograder.checkpoints import manifest
@@ -510,7 +634,7 @@ def write_checkpoint(out_dir: Path, model_name: str, model, *, recipe: str, epoc
     path = Path(out_dir) / CHECKPOINT_NAMES[model_name]
     _atomic_save(state_dict, path)
     entry = manifest.checkpoint_entry(path, model_name, state_dict, recipe=recipe, epochs=epochs, seed=seed,
-                                      test_accuracy=test_accuracy, synthetic=synthetic, device=device)
+                                      test_accuracy=test_accuracy, synthetic=synthetic, device=device, steps=steps)
     manifest.record_checkpoint(out_dir, path.name, entry)
     return path
 
@@ -523,7 +647,7 @@ def run_train(args) -> int:
     from autograder.checkpoints.notebook_cells import NotebookCellsError
 
     try:
-        _check_out_dir(Path(args.out))
+        check_out_dir_usable(Path(args.out))     # created only once the data has loaded
         splits = load_cifar10(Path(args.data))
         if splits.synthetic:
             print("SYNTHETIC CIFAR-10: the checkpoint is a plumbing check; its test accuracy means nothing "
