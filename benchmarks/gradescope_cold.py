@@ -96,7 +96,9 @@ def main() -> int:
             cold.append((wall, cpu))
             scores.add(json.loads((root / "results" / "results.json").read_text())["score"])
             if index == 0:
-                print("run_autograder says: " + " | ".join(out.strip().splitlines()[-2:]))
+                said = [line for line in out.splitlines()
+                        if line.startswith(("graded ", "sandbox started", "sweep of uid", "wrote "))]
+                print("run_autograder says: " + " | ".join(said))
 
             students = tmp / f"cli{index}" / "correct"
             students.mkdir(parents=True)
