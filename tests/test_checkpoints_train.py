@@ -349,3 +349,266 @@ def test_the_command_reports_bad_folders_in_one_sentence(tmp_path, capsys, monke
             "data is a file": "is a file: give the folder that holds",
             "data under a file": "cannot create the --data folder",
             "synthetic without KIT_SMOKE": "set KIT_SMOKE=1"}[problem] in err
+
+
+# ---------------------------------------------------------------- interruptions, other data, failed writes
+
+def run_original(cifar, out, epochs, **kwargs):
+    """24 images at batch 12: two steps per epoch, a learning rate that depends on the epoch alone."""
+    return train("resnet50", cifar.train, cifar.test, recipe="original", epochs=epochs, batch_size=12,
+                 out_dir=out, progress=False, **kwargs)
+
+
+def interrupt_at(monkeypatch, name: str, call: int, times: int = 1):
+    """Make train.<name> raise KeyboardInterrupt on its call-th call (and the next times-1 calls)."""
+    import autograder.checkpoints.train as train_module
+    original, calls = getattr(train_module, name), []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if call <= len(calls) < call + times:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, name, wrapped)
+    return lambda: monkeypatch.setattr(train_module, name, original)
+
+
+@pytest.mark.parametrize("where, call, saved_epoch", [
+    ("_resume_state", 1, 1),     # Ctrl-C while epoch 1's state is copied for the writer: saved in the handler
+    ("_resume_state", 2, 2),     # the same at epoch 2, after epoch 1's file was written
+    ("evaluate", 2, 2),          # Ctrl-C during epoch 2's test evaluation: epoch 2 is complete, saved
+])
+def test_ctrl_c_at_an_epoch_end_saves_that_epoch_and_says_so(cifar, tmp_path, tiny_model, monkeypatch, capsys,
+                                                              where, call, saved_epoch):
+    straight = run_original(cifar, tmp_path / "straight", 3)
+    restore = interrupt_at(monkeypatch, where, call)
+    with pytest.raises(KeyboardInterrupt):
+        run_original(cifar, tmp_path / "cut", 3)
+    assert f"resumes after epoch {saved_epoch} " in capsys.readouterr().err
+    saved = torch.load(resume_path(tmp_path / "cut", "resnet50"), weights_only=True, map_location="cpu")
+    assert (saved["epoch"], saved["step"]) == (saved_epoch, 2 * saved_epoch)
+    assert not [p for p in (tmp_path / "cut").iterdir() if ".tmp-" in p.name]
+
+    restore()
+    resumed = run_original(cifar, tmp_path / "cut", 3)
+    assert (resumed.resumed_from_epoch, resumed.epochs_done, resumed.steps) == (saved_epoch, 3, 6)
+    reference = torch.load(straight.checkpoint, weights_only=True)
+    got = torch.load(resumed.checkpoint, weights_only=True)
+    assert all(torch.equal(got[k], reference[k]) for k in reference), "an epoch was lost or trained twice"
+
+
+def test_ctrl_c_that_prevents_every_save_does_not_name_a_resume_file(cifar, tmp_path, tiny_model, monkeypatch,
+                                                                     capsys):
+    interrupt_at(monkeypatch, "_resume_state", 1, times=2)     # at the hand-over and again in the handler
+    with pytest.raises(KeyboardInterrupt):
+        run_original(cifar, tmp_path, 3)
+    err = capsys.readouterr().err
+    assert "resumes after" not in err and "before any epoch was saved" in err
+    assert not resume_path(tmp_path, "resnet50").exists()
+
+
+def test_a_resume_file_of_other_data_is_refused(cifar, tmp_path, tiny_model):
+    run_original(cifar, tmp_path, 1, synthetic=True)
+    other_seed = load_cifar10(write_synthetic_seeded(tmp_path / "other", n_train=24, n_test=8, seed=2), smoke=True)
+    bigger = load_cifar10(write_synthetic_seeded(tmp_path / "bigger", n_train=36, n_test=8, seed=1), smoke=True)
+    for data, synthetic, words in [(other_seed, True, "24 synthetic training images, not this --data's 24 synthetic"),
+                                   (bigger, True, "not this --data's 36 synthetic training images"),
+                                   (cifar, False, "not this --data's 24 real training images")]:
+        with pytest.raises(TrainError, match=rf"trained on other data \(.*{words}.*delete it to start over") as caught:
+            train("resnet50", data.train, data.test, recipe="original", epochs=2, batch_size=12, out_dir=tmp_path,
+                  progress=False, synthetic=synthetic)
+        assert "\n" not in str(caught.value)
+    assert run_original(cifar, tmp_path, 2, synthetic=True).resumed_from_epoch == 1   # the same data goes on
+
+
+def write_synthetic_seeded(root: Path, n_train: int, n_test: int, seed: int) -> Path:
+    data_cells()["write_synthetic_cifar10"](str(root), n_train=n_train, n_test=n_test, seed=seed)
+    return root
+
+
+@pytest.mark.parametrize("damage", ["no model_state", "wrong-size rng state", "wrong optimizer state",
+                                    "epoch is text"])
+def test_a_resume_file_with_bad_contents_is_one_sentence(cifar, tmp_path, tiny_model, damage):
+    run_original(cifar, tmp_path, 1)
+    path = resume_path(tmp_path, "resnet50")
+    state = torch.load(path, weights_only=True)
+    if damage == "no model_state":
+        del state["model_state"]
+    elif damage == "wrong-size rng state":
+        state["rng"]["torch"] = state["rng"]["torch"][:100]
+    elif damage == "wrong optimizer state":
+        state["optimizer_state"]["param_groups"] = state["optimizer_state"]["param_groups"][:0]
+    else:
+        state["epoch"] = "one"
+    torch.save(state, path)
+    with pytest.raises(TrainError, match=r"resume file .* right header but its contents do not load .*"
+                                         r"delete it to start over") as caught:
+        run_original(cifar, tmp_path, 2)
+    assert "\n" not in str(caught.value)
+
+
+def failing_torch_save(monkeypatch, exception, *, fail_on=lambda path: True):
+    """torch.save that writes part of the file and then fails, as on a full disk."""
+    real_save = torch.save
+
+    def save(obj, path, *args, **kwargs):
+        if fail_on(Path(path)):
+            Path(path).write_bytes(b"partial")
+            raise exception
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_a_resume_write_failing_with_runtime_error_stops_the_run(cifar, tmp_path, tiny_model, monkeypatch):
+    failing_torch_save(monkeypatch, RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64"),
+                       fail_on=lambda path: "resume" in path.name)
+    with pytest.raises(TrainError, match=r"cannot write .*resnet50\.resume\.pt \(RuntimeError: .*unexpected pos 64;"
+                                         r" is the disk full\?\); the run stopped") as caught:
+        run_original(cifar, tmp_path, 3)
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a temporary file or a checkpoint was left"
+
+
+@pytest.mark.parametrize("exception", [RuntimeError("PytorchStreamWriter failed writing file data/0"),
+                                       OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failing_final_save_leaves_no_temporary_file(cifar, tmp_path, tiny_model, monkeypatch, exception):
+    failing_torch_save(monkeypatch, exception, fail_on=lambda path: "ckpt" in path.name)
+    expected = KeyboardInterrupt if isinstance(exception, KeyboardInterrupt) else TrainError
+    with pytest.raises(expected):
+        run_original(cifar, tmp_path, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet50.resume.pt"]
+
+
+def test_the_command_turns_a_failed_save_into_one_error_and_exit_2(tmp_path, tiny_model, monkeypatch, capsys):
+    monkeypatch.setenv("KIT_SMOKE", "1")
+    data = write_synthetic(tmp_path / "data", n_train=16, n_test=8)
+    failing_torch_save(monkeypatch, RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"))
+    code = cli_main(["checkpoints", "train", "--model", "vgg16", "--data", str(data), "--out", str(tmp_path / "out"),
+                     "--recipe", "original", "--max-steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: cannot write ") and "is the disk full?" in err[-1]
+    assert not [line for line in err if "Traceback" in line]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# ---------------------------------------------------------------- epochs, steps, --out
+
+@pytest.mark.parametrize("settings", [{"epochs": 0}, {"epochs": -1}, {"max_steps": 0}, {"epochs": 1.5}])
+def test_zero_or_odd_epochs_and_steps_are_refused(cifar, tiny_model, settings):
+    with pytest.raises(TrainError, match=r"must be a whole number of at least 1"):
+        train("vgg16", cifar.train, cifar.test, recipe="original", batch_size=12, progress=False, **settings)
+
+
+def test_the_original_schedule_underflows_instead_of_overflowing():
+    original = get_recipe("original")
+    assert original.lr_at(12_940 * 500, 500, 13_000 * 500) >= 0.0
+    assert original.lr_at(10 ** 9, 1, 10 ** 9 + 1) == 0.0
+
+
+def test_a_run_cut_short_records_its_epochs_and_steps(cifar, tmp_path, tiny_model):
+    result = train("vgg16", cifar.train, cifar.test, recipe="original", epochs=5, max_steps=3, batch_size=12,
+                   out_dir=tmp_path, progress=False)
+    assert (result.epochs_done, result.steps) == (1, 3)
+    entry = manifest.read_manifest(tmp_path)["checkpoints"][result.checkpoint.name]
+    assert (entry["epochs"], entry["steps"]) == (1, 3)
+
+
+def test_the_progress_bar_counts_the_epochs_the_run_will_reach():
+    from autograder.checkpoints.train import _plan
+    recipe = get_recipe("fast")
+
+    def planned(epochs, max_steps):
+        return _plan("vgg16", recipe, torch.device("cpu"), n_train=50_000, batch=512, batches_per_epoch=98,
+                     epochs=epochs, max_steps=max_steps, precision=None, cuda_graph=None).planned_epochs
+
+    assert (planned(None, 2), planned(50, None), planned(50, 97), planned(50, 98), planned(3, 10_000)) == \
+        (1, 50, 1, 2, 3)
+
+
+def test_out_is_not_created_when_the_data_is_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("KIT_SMOKE", raising=False)
+    import torchvision
+
+    def no_network(self):
+        raise OSError("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", no_network)
+    code = cli_main(["checkpoints", "train", "--model", "vgg16", "--data", str(tmp_path / "data"),
+                     "--out", str(tmp_path / "out" / "ck"), "--max-steps", "1"])
+    assert code == 2 and "CIFAR-10 is not in" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- data: what is wrong, and trust
+
+def test_a_partial_or_damaged_cifar10_names_the_missing_and_failing_files(tmp_path):
+    folder = tmp_path / BATCHES_FOLDER
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"not the real batch")
+    (folder / "test_batch").write_bytes(b"")
+    with pytest.raises(DataMissingError) as caught:
+        load_cifar10(tmp_path, smoke=False, download=False)
+    message = str(caught.value)
+    assert "lacks data_batch_2, data_batch_3, data_batch_4, data_batch_5, batches.meta;" in message
+    assert "data_batch_1, test_batch fail torchvision's md5 check" in message and "\n" not in message
+
+    (tmp_path / ARCHIVE_NAME).write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(DataMissingError, match=rf"{ARCHIVE_NAME} fails torchvision's md5 check"):
+        load_cifar10(tmp_path, smoke=False, download=False)
+
+
+@pytest.mark.parametrize("damage", ["a batch changed", "a batch missing", "checksums unreadable"])
+def test_a_damaged_synthetic_set_says_to_delete_it(tmp_path, damage):
+    folder = Path(write_synthetic(tmp_path, n_train=10, n_test=4)) / BATCHES_FOLDER
+    if damage == "a batch changed":
+        (folder / "data_batch_2").write_bytes(b"x")
+    elif damage == "a batch missing":
+        (folder / "test_batch").unlink()
+    else:
+        (folder / "SYNTHETIC_DATASET.json").write_text("{")
+    with pytest.raises(DataError) as caught:
+        load_cifar10(tmp_path, smoke=True)
+    message = str(caught.value)
+    assert f"synthetic CIFAR-10 in {folder} is damaged" in message and f"delete the folder {folder}" in message
+    assert {"a batch changed": "data_batch_2 fails the md5 check", "a batch missing": "missing test_batch",
+            "checksums unreadable": "SYNTHETIC_DATASET.json cannot be read"}[damage] in message
+    assert "toronto" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("left", [(), ("data_batch_1",), ("data_batch_1", "data_batch_2")])
+def test_kit_smoke_recovers_an_interrupted_synthetic_write(tmp_path, monkeypatch, left):
+    # An interrupted write leaves the folder without SYNTHETIC_DATASET.json, and with no real file.
+    folder = Path(write_synthetic(tmp_path, n_train=10, n_test=4)) / BATCHES_FOLDER
+    for path in folder.iterdir():
+        if path.name not in left:
+            path.unlink()
+    monkeypatch.setattr("torchvision.datasets.CIFAR10.download",
+                        lambda self: pytest.fail("KIT_SMOKE=1 went to the network"))
+    splits = load_cifar10(tmp_path, smoke=True)
+    assert splits.synthetic and len(splits.train.targets) == 500
+
+
+def test_a_synthetic_folder_is_never_unpickled_without_smoke(tmp_path, monkeypatch):
+    # Its checksums come from the folder itself, so they vouch for nothing: a planted pickle
+    # with a matching SYNTHETIC_DATASET.json must not run unless the TA asked for synthetic data.
+    import pickle
+    folder = Path(write_synthetic(tmp_path, n_train=10, n_test=4)) / BATCHES_FOLDER
+    marker = tmp_path / "PWNED"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / "data_batch_1").write_bytes(pickle.dumps(Planted(), protocol=2))
+    import json
+    table = json.loads((folder / "SYNTHETIC_DATASET.json").read_text())
+    import hashlib
+    table["md5"]["data_batch_1"] = hashlib.md5((folder / "data_batch_1").read_bytes()).hexdigest()
+    (folder / "SYNTHETIC_DATASET.json").write_text(json.dumps(table))
+    monkeypatch.delenv("KIT_SMOKE", raising=False)
+    for smoke in (False, None):
+        with pytest.raises(DataError, match="synthetic smoke-test CIFAR-10"):
+            load_cifar10(tmp_path, smoke=smoke)
+    assert not marker.exists()
