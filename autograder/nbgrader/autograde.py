@@ -38,13 +38,12 @@ from pathlib import Path
 from nbconvert.exporters import NotebookExporter
 
 from autograder.nbgrader import NOTEBOOK_NAME, grade_id_for_part
-from autograder.nbgrader.test_cell import SUBMITTED_ENV
+from autograder.nbgrader.test_cell import SUBMITTED_ENV, WORKDIR_ENV
 from autograder.spec import PART_IDS
 
 NOTE_CELL_ID = "autograder-note"
 NOTE_HEADING = "**Autograder note:**"
 _kit_assignments: set[str] = set()   # the assignments configure_autograde was called for
-WORKDIR_ENV = "KIT_NBGRADER_WORKDIR"   # the autograded notebook's folder, for the test cells' imports
 
 
 @contextlib.contextmanager

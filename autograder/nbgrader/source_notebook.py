@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from autograder.nbgrader import grade_id_for_part
+from autograder.nbgrader.test_cell import SUBMITTED_ENV, WORKDIR_ENV
 from autograder.spec import RUBRIC_PATH, load_rubric
 
 SKIP_TAG = "skip-execution"   # nbclient's NotebookClient.skip_cells_with_tag
@@ -84,8 +85,8 @@ def say_nbgrader_submission(nb):
 # kit that those entries find is dropped from sys.modules, so the import below loads the kit's.
 KIT_IMPORT = """\
 import os, sys
-_theirs = [os.path.realpath(f) for f in (os.getcwd(), os.environ.get("KIT_NBGRADER_WORKDIR"),
-                                         os.environ.get("KIT_NBGRADER_SUBMITTED")) if f]
+_theirs = [os.path.realpath(f) for f in (os.getcwd(), os.environ.get("{workdir}"),
+                                         os.environ.get("{submitted}")) if f]
 def _outside(path):
     path = os.path.realpath(path)
     return not any(path == f or path.startswith(f + os.sep) for f in _theirs)
@@ -97,7 +98,7 @@ for _name in [n for n in sys.modules if n == "autograder" or n.startswith("autog
     if _kit is None or not _file or not os.path.realpath(_file).startswith(
             os.path.realpath(os.path.dirname(_kit.origin)) + os.sep):
         del sys.modules[_name]
-"""
+""".format(workdir=WORKDIR_ENV, submitted=SUBMITTED_ENV)
 
 
 def test_cell_source(part_id: str, title: str, points: float) -> str:

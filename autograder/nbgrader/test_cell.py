@@ -35,6 +35,7 @@ _graded: dict[str, dict] = {}   # SHA-256 of the staged files -> the grader's re
 STAGED_STUDENT = "submission"    # the one student of the staged folder
 GRADABLE_SUFFIXES = (".py", ".zip")   # what discover can grade at the top of a folder
 SUBMITTED_ENV = "KIT_NBGRADER_SUBMITTED"   # set by autograde.SubmissionExporter for the kernel
+WORKDIR_ENV = "KIT_NBGRADER_WORKDIR"   # likewise: the autograded notebook's folder (the test cells' imports)
 
 
 def _copy_entry(entry: os.DirEntry, target: Path) -> None:
