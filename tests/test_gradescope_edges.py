@@ -174,7 +174,7 @@ def test_the_reviewers_cases_grade_the_file_a_ta_would(tmp_path):
     top = find_submission(put(tmp_path / "b", UPLOADS["top and deep"]))
     assert top.source == CORRECT and top.notes == ()
     zipped = find_submission(put(tmp_path / "c", UPLOADS["zip only"]))
-    assert zipped.source == WRONG_Q2B and zipped.shown == "hw/resnet50_skeleton.py from inside hw.zip"
+    assert zipped.source == WRONG_Q2B and zipped.shown == "hw.zip: hw/resnet50_skeleton.py"
 
 
 @pytest.mark.parametrize("case, status, says", [

@@ -21,7 +21,7 @@ from autograder.grade.finder import (MAX_SOURCE_BYTES, STUDENT_FILE, Refused, Su
 @dataclass(frozen=True)
 class Found:
     source: bytes | None   # what to grade; None when nothing is graded
-    shown: str = ""        # which file, for people: "hw3/resnet50_skeleton.py", "hw3/resnet50_skeleton.py from inside hw3.zip"
+    shown: str = ""        # which file, for people: "hw3/resnet50_skeleton.py", "hw3.zip: hw3/resnet50_skeleton.py"
     notes: tuple[str, ...] = ()
     problem: str = ""      # why nothing is graded, for the student
     status: str = "missing"
@@ -37,7 +37,7 @@ def find_submission(folder: Path, student: str = "submission") -> Found:
         return Found(None, problem=f"the submission folder could not be read ({exc.strerror or exc})")
     if file is None:
         return Found(None, problem=problem, notes=notes)
-    shown = f"{member} from inside {file.name}" if member else file.relative_to(folder).as_posix()
+    shown = f"{file.name}: {member}" if member else file.relative_to(folder).as_posix()
     try:
         source = read_source(Submission(student, file, folder, member=member))
     except Refused as exc:   # the CLI's status for a file it will not read
