@@ -412,7 +412,7 @@ def test_a_resume_file_of_other_data_is_refused(cifar, tmp_path, tiny_model):
     run_original(cifar, tmp_path, 1, synthetic=True)
     other_seed = load_cifar10(write_synthetic_seeded(tmp_path / "other", n_train=24, n_test=8, seed=2), smoke=True)
     bigger = load_cifar10(write_synthetic_seeded(tmp_path / "bigger", n_train=36, n_test=8, seed=1), smoke=True)
-    for data, synthetic, words in [(other_seed, True, "24 synthetic training images, not this --data's 24 synthetic"),
+    for data, synthetic, words in [(other_seed, True, "other images or labels than this --data's 24 synthetic"),
                                    (bigger, True, "not this --data's 36 synthetic training images"),
                                    (cifar, False, "not this --data's 24 real training images")]:
         with pytest.raises(TrainError, match=rf"trained on other data \(.*{words}.*delete it to start over") as caught:
@@ -420,6 +420,18 @@ def test_a_resume_file_of_other_data_is_refused(cifar, tmp_path, tiny_model):
                   progress=False, synthetic=synthetic)
         assert "\n" not in str(caught.value)
     assert run_original(cifar, tmp_path, 2, synthetic=True).resumed_from_epoch == 1   # the same data goes on
+
+
+def test_a_resume_file_of_an_older_format_says_so(cifar, tmp_path, tiny_model):
+    run_original(cifar, tmp_path, 1)
+    path = resume_path(tmp_path, "resnet50")
+    state = torch.load(path, weights_only=True)
+    for key in ("synthetic", "n_train", "data_fingerprint"):
+        del state[key]
+    torch.save({**state, "format": 1}, path)
+    with pytest.raises(TrainError, match=r"written by an older version of this trainer \(format 1; this one reads 2\)"
+                                         r": delete it to start over"):
+        run_original(cifar, tmp_path, 2)
 
 
 def write_synthetic_seeded(root: Path, n_train: int, n_test: int, seed: int) -> Path:

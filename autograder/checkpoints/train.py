@@ -322,6 +322,9 @@ def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batc
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises many kinds
         raise TrainError(f"cannot read the resume file {path} ({type(exc).__name__}): "
                          "delete it to start this model's training over") from None
+    if isinstance(state, dict) and isinstance(state.get("format"), int) and state["format"] < RESUME_FORMAT:
+        raise TrainError(f"the resume file {path} was written by an older version of this trainer (format "
+                         f"{state['format']}; this one reads {RESUME_FORMAT}): delete it to start over")
     wanted = {"format": RESUME_FORMAT, "model": model_name, "recipe": recipe.name, "seed": seed,
               "batch_size": batch_size}
     for key, value in wanted.items():
@@ -330,9 +333,12 @@ def _load_resume(path: Path, *, model_name: str, recipe: Recipe, seed: int, batc
             raise TrainError(f"the resume file {path} is for {key} {found!r}, not {value!r}: run with the same "
                              "settings to continue it, or delete it to start over")
     if any(state.get(key) != value for key, value in data.items()):
-        raise TrainError(f"the resume file {path} was trained on other data "
-                         f"({_data_words(state.get('synthetic'), state.get('n_train'))}, not this --data's "
-                         f"{_data_words(data['synthetic'], data['n_train'])}, or other images): use the same --data "
+        here = _data_words(data["synthetic"], data["n_train"])
+        if (state.get("synthetic"), state.get("n_train")) == (data["synthetic"], data["n_train"]):
+            what = f"other images or labels than this --data's {here}"
+        else:
+            what = f"{_data_words(state.get('synthetic'), state.get('n_train'))}, not this --data's {here}"
+        raise TrainError(f"the resume file {path} was trained on other data ({what}): use the same --data "
                          "to continue it, or delete it to start over")
     return state
 
