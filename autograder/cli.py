@@ -139,6 +139,18 @@ def _cmd_checkpoints_verify(args: argparse.Namespace) -> int:
     return run_verify(args)
 
 
+def _cmd_checkpoints_record(args: argparse.Namespace) -> int:
+    from autograder.checkpoints.verify import run_record
+    return run_record(args)
+
+
+def _percent(text):
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage between 0 and 100")
+    return value
+
+
 def _positive(kind):
     def parse(text):
         value = kind(text)
@@ -259,11 +271,27 @@ def build_parser() -> argparse.ArgumentParser:
                            help="strip 'module.' (DataParallel) and '_orig_mod.' (torch.compile) from the keys: "
                                 "rewrites the file and its manifest entry's sha256 and size")
     ck_verify.add_argument("--data", type=Path, default=None, metavar="DIR",
-                           help="CIFAR-10 folder for the accuracy check (default $CIFAR10_ROOT or data/; "
-                                "skipped when there is none)")
+                           help="CIFAR-10 folder for the accuracy check (default $CIFAR10_ROOT; skipped when "
+                                "neither is given). torchvision unpickles it: use only a folder you trust")
+    ck_verify.add_argument("--trust-synthetic", action="store_true",
+                           help="read a synthetic-format CIFAR-10 in --data (its checksums come from the folder "
+                                "itself: only one you made)")
+    ck_verify.add_argument("--allow-synthetic", action="store_true",
+                           help="accept checkpoints manifest.json marks synthetic (smoke tests; never publish them)")
     ck_verify.add_argument("--model", choices=("vgg16", "resnet50"), default=None,
                            help="check only this model's checkpoint (default: both of the handout's)")
     ck_verify.set_defaults(func=_cmd_checkpoints_verify)
+    ck_record = checkpoints_sub.add_parser("record", help="check checkpoint files a course already has (weights-only, "
+                                                          "strict load) and write their manifest.json entries")
+    ck_record.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the .ckpt files (manifest.json goes "
+                                                                               "beside each)")
+    ck_record.add_argument("--model", choices=("vgg16", "resnet50"), default=None,
+                           help="which model (default: from the handout file name)")
+    ck_record.add_argument("--epochs", type=_positive(int), default=None, help="epochs it was trained (recorded)")
+    ck_record.add_argument("--recipe", default=None, metavar="NAME", help="how it was trained (recorded; default unknown)")
+    ck_record.add_argument("--test-accuracy", type=_percent, default=None, metavar="PCT",
+                           help="its test accuracy on the real CIFAR-10, in percent (recorded)")
+    ck_record.set_defaults(func=_cmd_checkpoints_record)
 
     return parser
 

@@ -46,7 +46,7 @@ def state_dicts():
 def good_dir(tmp_path_factory, state_dicts):
     directory = tmp_path_factory.mktemp("good")
     _save(directory, VGG, "vgg16", state_dicts["vgg16"], accuracy=91.46)
-    _save(directory, RESNET, "resnet50", state_dicts["resnet50"], accuracy=12.5, synthetic=True)
+    _save(directory, RESNET, "resnet50", state_dicts["resnet50"], accuracy=12.5)
     return directory
 
 
@@ -101,7 +101,8 @@ def test_manifest_round_trip_keeps_every_field_and_other_entries(tmp_path, state
     on_disk = json.loads((tmp_path / MANIFEST_NAME).read_text())
     assert on_disk["format"] == 1 and set(on_disk["checkpoints"]) == {VGG, RESNET}
     assert read_manifest(tmp_path)["checkpoints"][VGG] == entry
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temp file left behind
+    # no temp file left behind (the empty lock file stays: removing it would race with a waiting writer)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [manifest_module.LOCK_NAME]
 
 
 def test_fingerprint_depends_on_keys_and_shapes_not_on_weights(state_dicts):
@@ -240,10 +241,13 @@ def test_wrapper_prefixes_are_explained_and_fixed(ckpt_dir, state_dicts, prefix,
     _save(ckpt_dir, RESNET, "resnet50", prefixed)      # recorded as trained (e.g. with DataParallel)
     result, _ = _verify(ckpt_dir)
     failed = _lines(_file(result, RESNET), "✗")
-    assert len(failed) == 1 and failed[0].startswith("373 of 373 keys start with ")
+    assert len(failed) == 2 and failed[0].startswith("373 of 373 keys start with ")
     assert what in failed[0] and "--fix-prefixes" in failed[0]
-    # The strict load still runs, on the keys without the prefix: one mistake, one ✗.
-    assert "strict load into resnet50 (ResNet50_layer4)" in _lines(_file(result, RESNET), "✓")
+    # The strict load runs on the keys without the prefix, but says the handout's own load would fail.
+    shown = " and ".join(repr(p + ".") for p in prefix.rstrip(".").split("."))
+    assert failed[1] == (f"strict load into resnet50 only after stripping {shown} (the handout's load_state_dict "
+                         "would fail: use --fix-prefixes)")
+    assert not any(line.startswith("strict load") for line in _lines(_file(result, RESNET), "✓"))
 
     result, _ = _verify(ckpt_dir, fix_prefixes=True)
     assert result.ok, format_result(result)
@@ -292,7 +296,7 @@ def test_files_the_manifest_does_not_list_and_no_manifest_at_all(ckpt_dir, state
     mine = _file(result, "vgg16_mine.ckpt")
     assert _lines(mine, "✗") == ["not listed in manifest.json, so its sha256 cannot be checked: fetch the "
                                  "manifest.json that came with it, or record it (`python -m autograder "
-                                 "checkpoints train` writes both)"]
+                                 "checkpoints record FILE`)"]
     assert mine.model == "vgg16"   # found by its keys, and strictly loaded
     assert "strict load into vgg16 (VGG)" in _lines(mine, "✓")
 
@@ -340,7 +344,7 @@ class _FakeData:
     """The accuracy check's view of the test data, with a measured accuracy fixed in advance."""
 
     def __init__(self, measured, synthetic):
-        self.skip_reason, self.root, self.device = "", Path("data"), "cpu"
+        self.skip_reason, self.root, self.source, self.device = "", Path("data"), "--data", "cpu"
         self.splits = argparse.Namespace(test=argparse.Namespace(targets=[0] * 10_000), synthetic=synthetic)
         self.evaluate = lambda model, test, device: measured
 
@@ -368,7 +372,7 @@ def test_accuracy_on_the_synthetic_cifar10_runs_the_trainers_evaluation(good_dir
     from autograder.checkpoints.notebook_cells import notebook_namespace
     notebook_namespace()["write_synthetic_cifar10"](str(tmp_path / "data"), n_train=50, n_test=20, seed=1)
     assert data.load_cifar10(tmp_path / "data", smoke=True, download=False).synthetic
-    result, out = _verify(good_dir, data_dir=tmp_path / "data")
+    result, out = _verify(good_dir, data_dir=tmp_path / "data", trust_synthetic=True)
     assert result.ok, out
     lines = [line for line in out.splitlines() if "test accuracy" in line]
     assert len(lines) == 2 and all("on the SYNTHETIC CIFAR-10" in line and "not compared" in line for line in lines)
