@@ -374,14 +374,22 @@ def interrupt_at(monkeypatch, name: str, call: int, times: int = 1):
     return lambda: monkeypatch.setattr(train_module, name, original)
 
 
+@pytest.fixture(scope="module")
+def three_epochs_straight(cifar, tmp_path_factory) -> dict:
+    """The weights of 3 epochs in one run (the tiny CNN), to compare interrupted runs with."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("autograder.checkpoints.train.build_model", tiny_cnn)
+        result = run_original(cifar, tmp_path_factory.mktemp("straight"), 3)
+    return torch.load(result.checkpoint, weights_only=True)
+
+
 @pytest.mark.parametrize("where, call, saved_epoch", [
     ("_resume_state", 1, 1),     # Ctrl-C while epoch 1's state is copied for the writer: saved in the handler
     ("_resume_state", 2, 2),     # the same at epoch 2, after epoch 1's file was written
     ("evaluate", 2, 2),          # Ctrl-C during epoch 2's test evaluation: epoch 2 is complete, saved
 ])
 def test_ctrl_c_at_an_epoch_end_saves_that_epoch_and_says_so(cifar, tmp_path, tiny_model, monkeypatch, capsys,
-                                                              where, call, saved_epoch):
-    straight = run_original(cifar, tmp_path / "straight", 3)
+                                                              where, call, saved_epoch, three_epochs_straight):
     restore = interrupt_at(monkeypatch, where, call)
     with pytest.raises(KeyboardInterrupt):
         run_original(cifar, tmp_path / "cut", 3)
@@ -393,8 +401,8 @@ def test_ctrl_c_at_an_epoch_end_saves_that_epoch_and_says_so(cifar, tmp_path, ti
     restore()
     resumed = run_original(cifar, tmp_path / "cut", 3)
     assert (resumed.resumed_from_epoch, resumed.epochs_done, resumed.steps) == (saved_epoch, 3, 6)
-    reference = torch.load(straight.checkpoint, weights_only=True)
     got = torch.load(resumed.checkpoint, weights_only=True)
+    reference = three_epochs_straight
     assert all(torch.equal(got[k], reference[k]) for k in reference), "an epoch was lost or trained twice"
 
 
