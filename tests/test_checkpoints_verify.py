@@ -495,3 +495,235 @@ def test_bundle_warns_about_a_checkpoint_without_a_manifest_entry(kit_with_check
     (folder / MANIFEST_NAME).write_text("{broken")
     with pytest.raises(BundleError, match="is not valid JSON"):
         build_bundle(tmp_path / "out3", root=kit_with_checkpoints)
+
+
+def test_bundle_refuses_a_checkpoint_the_manifest_marks_synthetic(kit_with_checkpoints, tmp_path):
+    from autograder.release.bundle import BundleError, build_bundle
+    folder = kit_with_checkpoints / "checkpoints"
+    manifest = read_manifest(folder)
+    manifest["checkpoints"][RESNET]["synthetic"] = True
+    manifest_module.write_manifest(folder, manifest)
+    with pytest.raises(BundleError) as caught:
+        build_bundle(tmp_path / "out", root=kit_with_checkpoints)
+    assert str(caught.value).startswith(f"checkpoints/{RESNET}: checkpoints/manifest.json marks it synthetic")
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------- review fixes
+
+def test_fix_prefixes_refuses_keys_that_would_collide_and_writes_nothing(ckpt_dir, state_dicts):
+    vgg = dict(state_dicts["vgg16"])
+    doubled = {**vgg, **{"module." + k: torch.zeros_like(v) for k, v in vgg.items()}}   # two copies, one zeroed
+    _save(ckpt_dir, VGG, "vgg16", doubled)
+    before = (ckpt_dir / VGG).read_bytes()
+    manifest_before = (ckpt_dir / MANIFEST_NAME).read_bytes()
+    for fix in (False, True):
+        result, out = _verify(ckpt_dir, fix_prefixes=fix)
+        assert not result.ok
+        (check,) = _file(result, VGG).failed
+        assert check.text.startswith(f"35 of 70 keys start with 'module.' and 35 of them would collide")
+        assert ("not fixed, nothing written" in check.text) == fix
+        assert check.details[0] == "features.0.weight: features.0.weight, module.features.0.weight"
+        assert (ckpt_dir / VGG).read_bytes() == before and (ckpt_dir / MANIFEST_NAME).read_bytes() == manifest_before
+    # A file with only some keys prefixed (and no collision) is not blamed on DataParallel.
+    half = {("module." + k if i % 2 else k): v for i, (k, v) in enumerate(vgg.items())}
+    _save(ckpt_dir, VGG, "vgg16", half)
+    text = _file(_verify(ckpt_dir)[0], VGG).failed[0].text
+    assert text.startswith("17 of 35 keys start with 'module.': the file mixes prefixed and plain keys")
+    assert "DataParallel" not in text
+
+
+class _TouchesAFile:
+    """Pickles to a call of Path.touch: proof of code execution if anything unpickles it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _planted_synthetic_folder(root: Path, marker: Path) -> None:
+    import pickle
+    from autograder.checkpoints.notebook_cells import notebook_namespace
+    notebook_namespace()["write_synthetic_cifar10"](str(root), n_train=10, n_test=10, seed=0)
+    batches = root / "cifar-10-batches-py"
+    (batches / "test_batch").write_bytes(pickle.dumps(_TouchesAFile(marker)))
+    # The synthetic set's checksums lie in the same folder, so a planter updates them too.
+    table = next(p for p in batches.iterdir() if p.suffix == ".json")
+    text = json.loads(table.read_text())
+    text["md5"]["test_batch"] = hashlib.md5((batches / "test_batch").read_bytes()).hexdigest()
+    table.write_text(json.dumps(text))
+
+
+def test_a_planted_synthetic_data_folder_is_never_unpickled_by_default(good_dir, tmp_path, monkeypatch):
+    marker = tmp_path / "PWNED"
+    _planted_synthetic_folder(tmp_path / "work" / "data", marker)
+    monkeypatch.chdir(tmp_path / "work")          # ./data is not read without --data
+    monkeypatch.delenv("CIFAR10_ROOT")
+    monkeypatch.delenv("KIT_SMOKE", raising=False)
+    result, out = _verify(good_dir)
+    assert result.ok and "no data folder named: give --data DIR (or set $CIFAR10_ROOT)" in out
+    monkeypatch.setenv("CIFAR10_ROOT", str(tmp_path / "work" / "data"))   # named, but synthetic: not read
+    result, out = _verify(good_dir)
+    assert "holds a synthetic-format CIFAR-10" in out and "($CIFAR10_ROOT)" in out
+    result, out = _verify(good_dir, data_dir=tmp_path / "work" / "data")   # --data without --trust-synthetic
+    assert not result.ok and "--trust-synthetic" in out
+    assert not marker.exists()
+
+
+def test_a_checkpoint_calling_a_blocked_global_is_named_as_code_not_damage(ckpt_dir):
+    import os
+    torch.save({"weights": torch.zeros(1), "payload": _CallsSystem()}, ckpt_dir / VGG)
+    _rerecord(ckpt_dir, VGG)
+    (check,) = _file(_verify(ckpt_dir)[0], VGG).failed
+    assert check.text.startswith(f"refused: the file holds Python objects that torch.load(weights_only=True) "
+                                 f"refuses (it calls {os.system.__module__}.system")
+    assert "could run code" in check.text and "do not use this file" in check.text and "damaged" not in check.text
+
+
+class _CallsSystem:
+    def __reduce__(self):
+        import os
+        return (os.system, ("true",))
+
+
+def test_concurrent_records_into_one_folder_keep_every_entry(tmp_path, monkeypatch, state_dicts):
+    import threading
+    import time
+    real_read = manifest_module.read_manifest
+
+    def slow_read(directory):   # widen the read-merge-replace window: without the lock one entry is lost
+        data = real_read(directory)
+        time.sleep(0.3)
+        return data
+    monkeypatch.setattr(manifest_module, "read_manifest", slow_read)
+    names = [f"run{i}.ckpt" for i in range(4)]
+    threads = [threading.Thread(target=record_checkpoint, args=(tmp_path, name, {"model": "vgg16"}))
+               for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(real_read(tmp_path)["checkpoints"]) == names
+
+
+def test_fix_prefixes_in_a_read_only_folder_and_an_unreadable_file_are_one_line(ckpt_dir, state_dicts, capsys,
+                                                                                monkeypatch):
+    import errno
+    from autograder.checkpoints import verify as verify_module
+    _save(ckpt_dir, VGG, "vgg16", {"module." + k: v for k, v in state_dicts["vgg16"].items()})
+    before = (ckpt_dir / VGG).read_bytes()
+
+    def read_only(*args, **kwargs):   # what mkstemp raises in a folder without write permission (chmod is
+        raise PermissionError(errno.EACCES, "Permission denied")   # not enough here: the sandbox may override it)
+    monkeypatch.setattr(verify_module.tempfile, "mkstemp", read_only)
+    code = run_verify(argparse.Namespace(dir=ckpt_dir, fix_prefixes=True, data=None, model="vgg16"))
+    out = capsys.readouterr().out
+    assert code == 1 and "Traceback" not in out
+    assert f"✗ cannot rewrite {ckpt_dir / VGG}: read-only; copy the folder" in out
+    assert (ckpt_dir / VGG).read_bytes() == before
+    monkeypatch.undo()
+
+    real_read_bytes = Path.read_bytes
+
+    def unreadable(self):
+        if self.name == VGG:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read_bytes(self)
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    (check,) = _file(_verify(ckpt_dir)[0], VGG).failed
+    assert check.text.startswith(f"cannot read {ckpt_dir / VGG} (Permission denied): give yourself read permission")
+
+
+def test_odd_manifest_entries_are_one_sentence(ckpt_dir, capsys):
+    manifest = read_manifest(ckpt_dir)
+    manifest["checkpoints"]["a" * 300 + ".ckpt"] = {"model": "vgg16", "sha256": "0" * 64, "size": 1}
+    manifest["checkpoints"]["listed.ckpt"] = {"model": ["vgg16"], "sha256": "0" * 64, "size": 1}
+    manifest["checkpoints"]["other.ckpt"] = {"model": {"name": "vgg16"}}
+    manifest["checkpoints"][MANIFEST_NAME] = dict(manifest["checkpoints"][VGG])
+    manifest_module.write_manifest(ckpt_dir, manifest)
+    code = run_verify(argparse.Namespace(dir=ckpt_dir, fix_prefixes=False, data=None, model="vgg16"))
+    out = capsys.readouterr().out
+    assert code == 1 and "Traceback" not in out
+    assert "✗ manifest.json lists an entry named manifest.json (itself): not a checkpoint" in out
+    assert "manifest.json (vgg16)" not in out   # never checked as a checkpoint
+    assert "is a name too long for the file system" in out
+    assert out.count("missing: ") == 2          # the list- and dict-model entries are checked, not crashed on
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: p.mkdir(), "is a folder, not a file"),
+    (lambda p: __import__("os").mkfifo(p), "is a named pipe (FIFO), not a file"),
+    (lambda p: p.symlink_to(p.parent / "nowhere.ckpt"), "is a dangling symbolic link to"),
+    (lambda p: p.symlink_to(p.name), "is a symbolic link loop"),
+])
+def test_a_checkpoint_name_that_is_not_a_file_says_what_it_is(ckpt_dir, make, says):
+    (ckpt_dir / VGG).unlink()
+    make(ckpt_dir / VGG)
+    (check,) = _file(_verify(ckpt_dir)[0], VGG).failed
+    assert says in check.text and not check.text.startswith("missing")
+
+
+def test_short_shows_the_first_line_that_says_something():
+    from autograder.checkpoints.verify import _short
+    assert _short(RuntimeError("\n\nsize mismatch for features.0.weight.\nmore")) == "size mismatch for features.0.weight"
+    assert _short(RuntimeError("Error(s) in loading state_dict for VGG:\n\tWhile copying the parameter named x")) \
+        == "Error(s) in loading state_dict for VGG: While copying the parameter named x"
+    assert _short(RuntimeError("")) == "RuntimeError"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int8, torch.float64])
+def test_a_copy_in_another_dtype_is_flagged(ckpt_dir, state_dicts, dtype):
+    copy = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dicts["vgg16"].items()}
+    _save(ckpt_dir, VGG, "vgg16", copy)
+    failed = _file(_verify(ckpt_dir)[0], VGG).failed
+    name = str(dtype).removeprefix("torch.")
+    assert len(failed) == 1 and f"have another dtype than the model's ({name} where vgg16 has float32)" in failed[0].text
+    assert ("reduced-precision copy" in failed[0].text) == (dtype != torch.float64)
+
+
+def test_a_synthetic_checkpoint_fails_unless_allowed(ckpt_dir, state_dicts):
+    _save(ckpt_dir, VGG, "vgg16", state_dicts["vgg16"], accuracy=10.0, synthetic=True)
+    result, _ = _verify(ckpt_dir)
+    assert not result.ok
+    assert _file(result, VGG).failed[0].text.startswith("manifest.json marks it synthetic: trained on the smoke-test")
+    result, out = _verify(ckpt_dir, allow_synthetic=True)
+    assert result.ok, out
+    assert "accepted because of --allow-synthetic" in out
+
+
+def test_a_file_grown_at_the_end_asks_for_that_file_only(ckpt_dir):
+    with open(ckpt_dir / VGG, "ab") as handle:
+        handle.write(b"x")
+    text = _file(_verify(ckpt_dir)[0], VGG).failed[0].text
+    assert "download this file again" in text and "both" not in text
+
+
+def test_record_writes_an_entry_verify_accepts_and_refuses_what_it_should(tmp_path, state_dicts, capsys):
+    folder = tmp_path / "course"
+    folder.mkdir()
+    torch.save(state_dicts["vgg16"], folder / VGG)
+    torch.save(state_dicts["resnet50"], folder / "resnet_final.ckpt")
+    torch.save({"module." + k: v for k, v in state_dicts["vgg16"].items()}, folder / "prefixed.ckpt")
+    cli = [sys.executable, "-m", "autograder", "checkpoints", "record"]
+    done = subprocess.run(cli + [str(folder / VGG), "--epochs", "250", "--recipe", "original",
+                                 "--test-accuracy", "91.5"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"✓ {VGG}: vgg16, 35 keys, strict load ok; recorded in")
+    entry = read_manifest(folder)["checkpoints"][VGG]
+    assert (entry["epochs"], entry["recipe"], entry["test_accuracy"], entry["synthetic"]) == (250, "original", 91.5, False)
+    assert entry["sha256"] == hashlib.sha256((folder / VGG).read_bytes()).hexdigest()
+
+    from autograder.checkpoints.verify import record_file
+    ok, text = record_file(folder / "resnet_final.ckpt")
+    assert not ok and "is not a handout file name" in text and "--model" in text
+    ok, text = record_file(folder / "resnet_final.ckpt", model_name="vgg16")
+    assert not ok and "the keys do not fit vgg16" in text
+    ok, _ = record_file(folder / "resnet_final.ckpt", model_name="resnet50", epochs=285)
+    assert ok
+    ok, text = record_file(folder / "prefixed.ckpt", model_name="vgg16")
+    assert not ok and "--fix-prefixes" in text
+    assert set(read_manifest(folder)["checkpoints"]) == {VGG, "resnet_final.ckpt"}
+    result, out = _verify(folder, models=["vgg16"])
+    assert _file(result, VGG).failed == [], out

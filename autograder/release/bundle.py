@@ -119,6 +119,13 @@ def checkpoint_manifest_notes(root: Path = KIT_ROOT) -> list[str]:
     except ManifestError as exc:
         raise BundleError(str(exc)) from None
     notes, wrong = [], []
+    synthetic = [name for name in bundled if (entries.get(name) or {}).get("synthetic") is True]
+    if synthetic:
+        # A smoke run's weights (trained on random images) under the handout's name: never hand them out.
+        raise BundleError(f"checkpoints/{', checkpoints/'.join(synthetic)}: checkpoints/{CHECKPOINT_MANIFEST} marks "
+                          f"{'it' if len(synthetic) == 1 else 'them'} synthetic (trained on the smoke-test CIFAR-10, "
+                          "not the handout's weights); train on the real CIFAR-10 or fetch the course's files, "
+                          "then bundle")
     for name in bundled:
         entry, path = entries.get(name), folder / name
         if entry is None:
