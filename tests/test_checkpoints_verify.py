@@ -400,6 +400,7 @@ def test_notebook_says_in_one_sentence_when_a_checkpoint_does_not_match_its_mani
     shutil.copytree(good_dir, work / "checkpoints")
     namespace, out = _run_checkpoint_cell(work, monkeypatch, capsys)
     assert f"✓ {VGG}" in out and f"✓ {RESNET}" in out and "✗" not in out
+    assert out.count("; matches manifest.json)") == 2
 
     # A partial Colab upload: the first 40% of the file.
     data = (work / "checkpoints" / RESNET).read_bytes()
@@ -409,19 +410,39 @@ def test_notebook_says_in_one_sentence_when_a_checkpoint_does_not_match_its_mani
     vgg[-100] ^= 0xFF
     (work / "checkpoints" / VGG).write_bytes(bytes(vgg))
     namespace, out = _run_checkpoint_cell(work, monkeypatch, capsys)
-    (resnet_line,) = [line for line in out.splitlines() if line.startswith("✗") and RESNET in line]
+    (resnet_line,) = [line for line in out.splitlines() if line.startswith(f"✗ {work}") and RESNET in line]
     assert resnet_line == (f"✗ {work / 'checkpoints' / RESNET}: {RESNET} is {len(data) * 2 // 5:,} bytes but "
                            f"manifest.json says {len(data):,} (an incomplete upload or download): download it "
-                           "again and replace this copy.")
-    (vgg_line,) = [line for line in out.splitlines() if line.startswith("✗") and VGG in line]
+                           "again (it is in the assignment zip on the course page) and replace this copy.")
+    (vgg_line,) = [line for line in out.splitlines() if line.startswith(f"✗ {work}") and VGG in line]
     assert "has the right size but its content differs from what manifest.json lists (a damaged copy)" in vgg_line
     assert namespace["CHECKPOINT_PATHS"] == {VGG: None, RESNET: None}   # neither is loaded
-    assert "RANDOM WEIGHTS" in out
+    assert "RANDOM WEIGHTS" in out and "MISSING" not in out
+    assert f"✗ every copy of {VGG} found was rejected (above): download it again (it is in the assignment zip" in out
 
-    # Without a manifest the notebook cannot tell, and says nothing about it.
+    # The later load cell says the file was rejected, not that it was not found.
+    namespace.update({"nn": torch.nn, "torch": torch, "np": __import__("numpy"), "time": __import__("time"),
+                      "SMOKE": False, "UNDER_NBGRADER": False, "RESULTS": {}, "tqdm": None})
+    exec(compile(_notebook_cell("kit:train-helpers"), "kit:train-helpers", "exec"), namespace)
+    assert namespace["load_checkpoint"](build_model("vgg16"), VGG) is False
+    out = capsys.readouterr().out
+    assert f"!!! {VGG} rejected (damaged, see Setup): VGG runs from RANDOM WEIGHTS" in out and "not found" not in out
+
+    # A damaged copy next to the notebook does not hide the good one in checkpoints/.
+    shutil.copy(work / "checkpoints" / VGG, work / VGG)
+    shutil.copy(work / "checkpoints" / MANIFEST_NAME, work / MANIFEST_NAME)
+    shutil.copy(good_dir / VGG, work / "checkpoints" / VGG)
+    namespace, out = _run_checkpoint_cell(work, monkeypatch, capsys)
+    assert namespace["CHECKPOINT_PATHS"][VGG] == work / "checkpoints" / VGG
+    assert f"✗ {work / VGG}: " in out and "Not used." in out and f"✓ {VGG}: {work / 'checkpoints' / VGG}" in out
+    (work / VGG).unlink()
+    (work / MANIFEST_NAME).unlink()
+
+    # Without a manifest the notebook cannot check the file, and says so.
     (work / "checkpoints" / MANIFEST_NAME).unlink()
     namespace, out = _run_checkpoint_cell(work, monkeypatch, capsys)
     assert f"✓ {VGG}" in out and namespace["CHECKPOINT_PATHS"][VGG] is not None
+    assert "; no manifest.json to check it against)" in out
 
 
 def test_notebook_load_checkpoint_reports_an_unreadable_file_without_a_traceback(tmp_path, capsys):
