@@ -121,7 +121,7 @@ def load_cifar10(data_dir: Path, *, smoke: bool | None = None, download: bool = 
                             "set KIT_SMOKE=1 to train on it anyway, or use a --data folder with the real dataset")
         return _read(root, cells, synthetic=True)
     if smoke and not (root / ARCHIVE_NAME).is_file():
-        missing, bad, good = _inventory(root)
+        missing, _failing, good = _inventory(root)
         if not good:
             # No real file there (none, or what an interrupted synthetic write left): write the synthetic set.
             leftovers = [name for name in BATCH_FILES if name not in missing]
