@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -116,10 +117,13 @@ def reader_run(kit):  # noqa: F811
     original = gs.cases
     gs.cases = lambda root, kit_hint="": {**original(root, kit_hint), "reader": {
         "resnet50_skeleton.py": hostile_reader(Path(kit_hint))}}
+    stashes = set(Path(tempfile.gettempdir()).glob("gs-stash-*"))
     try:
-        return gs.run_autograder(kit["dir"], "reader", "--timeout", "30", container="open")
+        run = gs.run_autograder(kit["dir"], "reader", "--timeout", "30", container="open")
     finally:
         gs.cases = original
+    run["new_stashes"] = set(Path(tempfile.gettempdir()).glob("gs-stash-*")) - stashes
+    return run
 
 
 def test_student_code_cannot_read_the_answers_in_a_container(reader_run):
@@ -353,6 +357,10 @@ def test_a_check_has_one_name_whatever_the_outcome():
     out = gradescope_results(graded, "", rubric=rubric)["tests"]
     assert [t["name"] for t in out] == expected
     assert out[0]["output"].startswith("described ") and out[0]["output"].endswith("fine")
+
+
+def test_the_container_wrapper_leaves_no_folder_behind(reader_run):
+    assert reader_run["new_stashes"] == set()
 
 
 def test_the_real_run_uses_the_same_names(reader_run):
