@@ -13,7 +13,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -117,13 +116,10 @@ def reader_run(kit):  # noqa: F811
     original = gs.cases
     gs.cases = lambda root, kit_hint="": {**original(root, kit_hint), "reader": {
         "resnet50_skeleton.py": hostile_reader(Path(kit_hint))}}
-    stashes = set(Path(tempfile.gettempdir()).glob("gs-stash-*"))
     try:
-        run = gs.run_autograder(kit["dir"], "reader", "--timeout", "30", container="open")
+        return gs.run_autograder(kit["dir"], "reader", "--timeout", "30", container="open")
     finally:
         gs.cases = original
-    run["new_stashes"] = set(Path(tempfile.gettempdir()).glob("gs-stash-*")) - stashes
-    return run
 
 
 def test_student_code_cannot_read_the_answers_in_a_container(reader_run):
@@ -359,8 +355,19 @@ def test_a_check_has_one_name_whatever_the_outcome():
     assert out[0]["output"].startswith("described ") and out[0]["output"].endswith("fine")
 
 
-def test_the_container_wrapper_leaves_no_folder_behind(reader_run):
-    assert reader_run["new_stashes"] == set()
+def test_the_container_wrapper_leaves_no_folder_behind(tmp_path):
+    """The simulated container's folders go into the run's own GS_CLOSED_DIR (removed by the
+    test), never the shared temp folder (TMPDIR here: a private one, so other people's
+    concurrent runs cannot disturb the count)."""
+    shared, closed = tmp_path / "tmp", tmp_path / "closed"
+    shared.mkdir()
+    closed.mkdir(mode=0o700)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(shared), "GS_CLOSED_DIR": str(closed),
+           "GS_KEEP_CAPS": ",".join(map(str, gs.DOCKER_CAPS)), "AUTOGRADER_PYTHON": sys.executable}
+    done = subprocess.run([sys.executable, "-c", gs.CONTAINER, str(REPO), "open", "true"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert list(shared.iterdir()) == []
 
 
 def test_the_real_run_uses_the_same_names(reader_run):
