@@ -638,7 +638,7 @@ def test_fix_prefixes_in_a_read_only_folder_and_an_unreadable_file_are_one_line(
 
     def read_only(*args, **kwargs):   # what mkstemp raises in a folder without write permission (chmod is
         raise PermissionError(errno.EACCES, "Permission denied")   # not enough here: the sandbox may override it)
-    monkeypatch.setattr(verify_module.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(manifest_module.tempfile, "mkstemp", read_only)   # replace_atomically's temp file
     code = run_verify(argparse.Namespace(dir=ckpt_dir, fix_prefixes=True, data=None, model="vgg16"))
     out = capsys.readouterr().out
     assert code == 1 and "Traceback" not in out

@@ -232,6 +232,14 @@ def test_a_zip_with_too_many_members_is_refused_before_it_is_parsed(tmp_path):
 
 # ================================================================ 4. the sweep's helper under attack
 
+def _kill_and_reap(pids) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
 def _loop_as(uid: int, signum: int) -> int:
     """A process of ``uid`` that sends ``signum`` to every process it may signal, forever
     (forked, not exec'd: the sandbox uid may not be able to read this test's Python)."""
@@ -266,11 +274,7 @@ def test_the_sweep_survives_a_process_that_kills_or_stops_its_helper(signum):
         assert left == gs_run.live_processes_of(uid)
         assert count == len(pids) and left == [], (count, left)
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        _kill_and_reap(pids)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["killer", "stopper"])
@@ -287,11 +291,7 @@ def test_the_helper_alone_is_bounded_when_it_is_killed_or_stopped(monkeypatch, s
         assert time.monotonic() - start < 5 * (0.5 + 5) + 5
         assert count == len(pids) and left == gs_run.live_processes_of(uid)
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        _kill_and_reap(pids)
 
 
 def test_survivors_are_reported_to_the_staff():

@@ -129,10 +129,17 @@ def write_manifest(directory, manifest: dict) -> Path:
     path = directory / MANIFEST_NAME
     text = json.dumps({"format": MANIFEST_FORMAT, "checkpoints": dict(sorted(manifest["checkpoints"].items()))},
                       indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json.tmp", dir=directory)
+    replace_atomically(path, text.encode("utf-8"))
+    return path
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``:
+    a reader sees the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -140,7 +147,6 @@ def write_manifest(directory, manifest: dict) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 @contextlib.contextmanager

@@ -19,13 +19,12 @@ import os
 import re
 import stat
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.checkpoints.manifest import (MANIFEST_NAME, ManifestError, file_sha256, read_manifest,
-                                             state_dict_fingerprint, write_manifest)
+                                             replace_atomically, state_dict_fingerprint, write_manifest)
 from autograder.checkpoints.models import CHECKPOINT_NAMES, MODEL_NAMES, MODEL_OF_CHECKPOINT, build_model
 
 OK, BAD, SKIP = "✓", "✗", "-"
@@ -269,17 +268,7 @@ def _rewrite_atomically(path: Path, state_dict) -> bytes:
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buffer)
     data = buffer.getvalue()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, data)
     return data
 
 
