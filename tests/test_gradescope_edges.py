@@ -30,6 +30,8 @@ from autograder.gradescope.results import VISIBILITIES, gradescope_results, sett
 from autograder.gradescope.submission import find_submission
 from autograder.spec import load_rubric
 
+pytestmark = gs.ROOT_ONLY   # the kit fixture and the sweep tests need root, as on Gradescope
+
 REPO = gs.REPO
 CORRECT, WRONG_Q2B = gs.CORRECT, gs.WRONG_Q2B
 # What student code has no need to read; each must be root-only in the unpacked zip.
