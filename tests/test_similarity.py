@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from autograder.similarity.baseline import plain_winnowing
-from autograder.similarity.extract import load_boilerplate
+from autograder.similarity.extract import SOLUTION_FORWARD, load_boilerplate
 from autograder.similarity.fingerprint import K, TokenIds, boilerplate_hashes, fingerprint, kit_streams
 from autograder.similarity.normalise import code_tokens
 from autograder.similarity.report import CSV_HEADER, cluster_order
@@ -219,15 +219,7 @@ def test_a_partly_filled_skeleton_is_compared(tmp_path):
 
 # ---- normalisation: families of honest forms and of disguises --------------------------
 
-FORWARD = """        out = self.layer1(x)
-        out = self.layer2(out)
-        out = self.layer3(out)
-        out = self.layer4(out)
-        out = self.avgpool(out)
-        out = out.view(out.size(0), -1)
-        out = self.fc(out)
-        return out
-"""
+FORWARD = SOLUTION_FORWARD   # the reference forward() each form below replaces
 STAGE_LOOP = """        for layer in [self.layer1, self.layer2, self.layer3, self.layer4, self.avgpool]:
             x = layer(x)
         x = x.view(x.size(0), -1)

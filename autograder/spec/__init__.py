@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autograder.spec.public import StageLookup, model_header
+from autograder.spec.public import TableHeader, model_header
 
 try:
     import tomllib
@@ -51,13 +51,7 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
-class Table(StageLookup):
-    class_name: str
-    block_class_name: str
-    input_size: tuple[int, ...]
-    num_classes: int
-    parameters: int
-    state_dict_keys: int
+class Table(TableHeader):
     stages: tuple[StageSpec, ...]
     block_units: tuple[dict[str, Any], ...]
     shortcut_plain: dict[str, Any]

@@ -116,13 +116,18 @@ class StageLookup:
 
 
 @dataclass(frozen=True)
-class PublicTable(StageLookup):
+class TableHeader(StageLookup):
+    """The ``[model]`` fields of both tables (read by ``model_header``); each table adds its stages."""
     class_name: str
     block_class_name: str
     input_size: tuple[int, ...]
     num_classes: int
     parameters: int
     state_dict_keys: int
+
+
+@dataclass(frozen=True)
+class PublicTable(TableHeader):
     stages: tuple[PublicStage, ...]
 
     @property
